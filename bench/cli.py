@@ -1,0 +1,178 @@
+"""The ``bench`` command line: run, prepare, list, report.
+
+Errors a user can fix (unknown names, bad files, bad options) print one line
+``error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+EPILOG = """examples:
+  bench run --task synthetic-forget10 --method npo-gd --model tiny
+  bench run --task tofu-forget01 --method gd --data-dir ../shared/data/tofu --model smollm2-135m --as-is --limit 20
+  bench prepare --task synthetic-forget10 --model tiny
+  bench list methods
+  bench report reports/runs/*
+"""
+
+
+def _kv(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise BenchError(f"--set expects key=value, got '{p}'")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="task name (bench list tasks)")
+    p.add_argument("--model", default="tiny",
+                   help="hub id, local model directory, or alias (tiny, smollm2-135m); default tiny")
+    p.add_argument("--data-dir", help="local data directory (e.g. ../shared/data/tofu); default: the hub, "
+                   "or $BENCH_DATA_DIR; synthetic tasks need none")
+    p.add_argument("--backend", default="hf", help="hf (default) or vllm")
+    p.add_argument("--backend-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="backend option, e.g. mode=naive, dtype=bfloat16, token_budget=4096")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="evaluate only the first N items of each set (quick look)")
+    p.add_argument("--out", default="reports/runs", help="where run directories go (default reports/runs)")
+    p.add_argument("--prompt-style", default="auto", choices=["auto", "chat", "plain"],
+                   help="how questions become prompts (default: the model's chat template if any)")
+    p.add_argument("--no-cache", action="store_true", help="bypass the request cache")
+
+
+def _backend_options(pairs: list[str]) -> dict:
+    import json
+
+    out = {}
+    for k, v in _kv(pairs).items():
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="bench", description="An evaluation-first benchmark suite for LLM unlearning.",
+                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    r = sub.add_parser("run", help="unlearn a model with a method, evaluate it, write results",
+                       description="Unlearn, evaluate and write results.json + samples.jsonl + a report.\n"
+                       "example: bench run --task synthetic-forget10 --method npo-gd --model tiny",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(r)
+    r.add_argument("--method", required=True, help="registered method, 'none', or path/to/file.py:function")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method option, e.g. lr=1e-5")
+    r.add_argument("--as-is", action="store_true",
+                   help="unlearn --model itself; by default a base alias (tiny, smollm2-135m) is first "
+                   "fine-tuned on the task (bench prepare) and the fine-tuned model is the target")
+    r.add_argument("--reference", help="retain-only reference for forget quality: a run directory or a model")
+    r.add_argument("--overwrite", action="store_true", help="redo a finished run")
+    r.add_argument("--save-model", action="store_true", help="keep the unlearned model in the run directory")
+
+    p = sub.add_parser("prepare", help="build and cache the target and retain-only models of a task",
+                       description="Fine-tune the base model on the task's full set (target) and on its retain\n"
+                       "set (reference), and evaluate both.\nexample: bench prepare --task synthetic-forget10 --model tiny",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+
+    ls = sub.add_parser("list", help="list registered tasks, methods, metrics, backends, models",
+                        description="example: bench list methods")
+    ls.add_argument("what", choices=["tasks", "methods", "metrics", "backends", "models"])
+
+    rp = sub.add_parser("report", help="summary table + forget-efficacy/model-utility scatter of runs",
+                        description="example: bench report reports/runs/*")
+    rp.add_argument("runs", nargs="+", help="run directories")
+    rp.add_argument("--out", default=None, help="report directory (default: reports/report)")
+    return ap
+
+
+def _spec(args: argparse.Namespace, method: str = "none"):
+    from bench.run import RunSpec
+
+    return RunSpec(
+        task=args.task, method=method, model=args.model, data_dir=args.data_dir, backend=args.backend,
+        backend_options=_backend_options(args.backend_set), seed=args.seed, limit=args.limit,
+        options=_kv(getattr(args, "set", [])), out=args.out, as_is=getattr(args, "as_is", False),
+        reference=getattr(args, "reference", None), prompt_style=args.prompt_style,
+        cache=not args.no_cache, overwrite=getattr(args, "overwrite", False),
+        save_model=getattr(args, "save_model", False),
+    )
+
+
+def _print_summary(run_dir: Path) -> None:
+    from bench.report import _fmt, load_results, write_report
+
+    res = load_results(run_dir)
+    agg = res["aggregates"]
+    print()
+    print(f"task {res['task']}  method {res['method']}  model {res['model']}")
+    for key, label in [("model_utility", "model utility"), ("forget_quality", "forget quality"),
+                       ("log10_forget_quality", "log10 forget quality"), ("forget_rouge_l", "forget ROUGE-L"),
+                       ("retain_rouge_l", "retain ROUGE-L")]:
+        print(f"  {label:<22} {_fmt(agg.get(key))}")
+    if agg.get("forget_quality") is None:
+        print("  (forget quality needs a retain-only reference: bench prepare, or --reference RUN_DIR|MODEL)")
+    _, md, png = write_report([run_dir], run_dir / "report")
+    print(f"results: {run_dir / 'results.json'}")
+    print(f"report:  {md}  (plot {png})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.verb == "run":
+            from bench.run import run
+
+            _print_summary(run(_spec(args, args.method)))
+        elif args.verb == "prepare":
+            from bench.run import load_task, prepare
+
+            spec = _spec(args)
+            task, data = load_task(spec)
+            p = prepare(spec, task, data)
+            print(f"target model:       {p.target_dir}\nretain-only model:  {p.retain_dir}")
+            _print_summary(p.target_run)
+        elif args.verb == "list":
+            _list(args.what)
+        elif args.verb == "report":
+            from bench.report import write_report
+
+            text, md, png = write_report(args.runs, Path(args.out or "reports/report"))
+            print(text)
+            print(f"\nreport: {md}\nplot:   {png}")
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _list(what: str) -> None:
+    if what == "models":
+        from bench.models import ALIASES
+
+        for a in ALIASES.values():
+            print(f"{a.name:<16} {a.description}")
+        return
+    from bench import registry
+
+    reg = {"tasks": registry.TASKS, "methods": registry.METHODS, "metrics": registry.METRICS,
+           "backends": registry.BACKENDS}[what]
+    for e in reg.entries():
+        print(f"{e.name:<24} {e.description}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Evaluation: eval sets → requests → one answering pass → per-item metric values.
+
+Metrics never call the model. Every metric of every eval set declares its requests; all
+requests of a run go to the answering layer in one call (so identical requests across
+metrics and sets are computed once and the backend can batch across sets); responses
+are then handed back to each metric to score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bench.backends.cache import AnsweringLayer
+from bench.items import EvalSet
+from bench.metrics.base import EvalContext, Metric
+from bench.model_bundle import ModelBundle
+from bench.registry import METRICS
+from bench.requests import GenerateResponse, Request
+from bench.task import SetResult
+
+
+def build_metric(name: str, options: dict[str, Any]) -> Metric:
+    cls = METRICS.get(name)
+    if getattr(cls, "kind", "item") == "derived" or not isinstance(cls, type):
+        raise ValueError(f"metric '{name}' is derived: it is computed by the task's aggregates")
+    return cls(**dict(options))
+
+
+def evaluate(bundle: ModelBundle, eval_sets: Sequence[EvalSet], layer: AnsweringLayer,
+             ) -> tuple[dict[str, SetResult], list[dict[str, Any]]]:
+    """Evaluate ``bundle`` on ``eval_sets``; returns per-set results and per-item samples."""
+    plan: list[tuple[EvalSet, EvalContext, list[tuple[str, Metric]], list[list[list[int]]]]] = []
+    requests: list[Request] = []
+    for es in eval_sets:
+        ctx = EvalContext(bundle.prompt, bundle.tokenizer, es.max_new_tokens)
+        metrics = [(spec.result_key, build_metric(spec.name, dict(spec.options))) for spec in es.metrics]
+        # slots[i][m] = indices into `requests` of item i, metric m
+        slots: list[list[list[int]]] = []
+        for item in es.items:
+            per_metric = []
+            for _, metric in metrics:
+                reqs = metric.requests(item, ctx)
+                per_metric.append(list(range(len(requests), len(requests) + len(reqs))))
+                requests.extend(reqs)
+            slots.append(per_metric)
+        plan.append((es, ctx, metrics, slots))
+
+    responses = layer.answer(requests)
+
+    results: dict[str, SetResult] = {}
+    samples: list[dict[str, Any]] = []
+    for es, ctx, metrics, slots in plan:
+        res = SetResult(es.name, [it.id for it in es.items])
+        for key, _ in metrics:
+            res.per_item[key] = []
+        for item, per_metric in zip(es.items, slots):
+            sample: dict[str, Any] = {
+                "set": es.name, "id": item.id, "prompt": ctx.prompt_for(item),
+                "question": item.question, "reference": item.answer, "generation": None,
+                "metrics": {},
+            }
+            for (key, metric), idx in zip(metrics, per_metric):
+                resp = [responses[i] for i in idx]
+                value = metric.score(item, resp, ctx)
+                res.per_item[key].append(value)
+                sample["metrics"][key] = value
+                for r in resp:
+                    if isinstance(r, GenerateResponse) and sample["generation"] is None:
+                        sample["generation"] = r.text
+            samples.append(sample)
+        for key, metric in metrics:
+            res.aggregates[key] = metric.aggregate(res.per_item[key])
+        results[es.name] = res
+    return results, samples

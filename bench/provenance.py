@@ -1,0 +1,48 @@
+"""Provenance recorded in every results.json: versions, model identity, hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import bench
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {
+        "bench": bench.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def dir_fingerprint(path: Path | str) -> str:
+    """sha256 over a model directory's weight/config/tokenizer files (names and bytes).
+
+    For a hub id (not a local directory) the id itself is returned: the hub pins content
+    by revision, which the loader records.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return f"hub:{path}"
+    h = hashlib.sha256()
+    for f in sorted(p.iterdir()):
+        if f.is_file() and f.suffix in (".safetensors", ".json", ".jinja", ".model", ".txt"):
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def spec_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,136 @@
+"""Reports: a summary table (terminal + markdown) and a forget-efficacy vs model-utility
+scatter (PNG) with the reference models marked.
+
+Conventions: *model utility* (x) as the task reports it (higher = more utility kept);
+*forget efficacy* (y) is ``log10(forget quality)`` when a retain-model reference exists
+(higher = closer to the retain-only model; 0 is the best possible), otherwise
+``1 − forget ROUGE-L`` (higher = less of the forget answers reproduced).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.paths import atomic_write_text
+
+COLUMNS = [
+    ("model_utility", "MU"),
+    ("forget_quality", "FQ"),
+    ("log10_forget_quality", "log10 FQ"),
+    ("forget_rouge_l", "forget ROUGE-L"),
+    ("retain_rouge_l", "retain ROUGE-L"),
+    ("forget_probability", "forget Prob"),
+    ("forget_truth_ratio", "forget TR"),
+    ("forget_extraction_strength", "forget ES"),
+]
+
+
+def load_results(run_dir: Path | str) -> dict[str, Any]:
+    p = Path(run_dir) / "results.json"
+    if not p.exists():
+        raise BenchError(f"'{run_dir}' is not a finished run directory (no results.json)")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise BenchError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from e
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e-3 and v != 0 else f"{v:.4f}"
+    return str(v)
+
+
+def _row(res: dict[str, Any], label: str | None = None) -> dict[str, Any]:
+    agg = res.get("aggregates", {})
+    row = {"run": label or f"{res['task']} / {res['method']} / {res['model']}"}
+    for key, _ in COLUMNS:
+        row[key] = agg.get(key)
+    return row
+
+
+def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> list[dict[str, Any]]:
+    """Table rows for the runs, plus (once each) the reference runs they name."""
+    rows, seen = [], set()
+    for d in run_dirs:
+        res = load_results(d)
+        rows.append({**_row(res), "kind": "run"})
+        if not with_references:
+            continue
+        for kind, ref in (res.get("references") or {}).items():
+            if ref and ref not in seen and Path(ref, "results.json").exists():
+                seen.add(ref)
+                r = load_results(ref)
+                label = {"retain": "reference: retain-only model", "target": "reference: target before unlearning"}[kind]
+                rows.append({**_row(r, label), "kind": kind})
+    return rows
+
+
+def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
+    heads = ["run"] + [h for _, h in COLUMNS]
+    body = [[r["run"]] + [_fmt(r[k]) for k, _ in COLUMNS] for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        lines += ["| " + " | ".join(b) + " |" for b in body]
+        return "\n".join(lines)
+    widths = [max(len(str(x)) for x in col) for col in zip(heads, *body)]
+    fmt = "  ".join("{:<%d}" % w for w in widths)
+    return "\n".join([fmt.format(*heads)] + [fmt.format(*b) for b in body])
+
+
+def efficacy(row: dict[str, Any]) -> tuple[float | None, str]:
+    if row.get("log10_forget_quality") is not None:
+        return row["log10_forget_quality"], "forget efficacy: log10 forget quality (higher is better)"
+    if row.get("forget_rouge_l") is not None:
+        return 1 - row["forget_rouge_l"], "forget efficacy: 1 − forget ROUGE-L (higher is better)"
+    return None, ""
+
+
+def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    ylabel = "forget efficacy"
+    style = {"run": dict(marker="o", s=60), "retain": dict(marker="*", s=220, c="tab:green"),
+             "target": dict(marker="X", s=120, c="tab:red")}
+    for r in rows:
+        y, lab = efficacy(r)
+        x = r.get("model_utility")
+        if x is None or y is None:
+            continue
+        ylabel = lab or ylabel
+        ax.scatter([x], [y], label=r["run"], **style.get(r["kind"], style["run"]))
+    ax.set_xlabel("model utility (higher is better)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("Forget efficacy vs model utility")
+    ax.grid(alpha=0.3)
+    if ax.collections:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return out_png
+
+
+def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str) -> tuple[str, Path, Path]:
+    """Write ``report.md`` and ``frontier.png`` into ``out_dir``; returns (terminal table, md, png)."""
+    out = Path(out_dir)
+    rows = rows_for(run_dirs)
+    png = scatter(rows, out / "frontier.png")
+    md = out / "report.md"
+    text = ["# Unlearning report", "", table(rows, markdown=True), "",
+            "Forget quality: KS-test p-value of truth ratios vs the retain-only model (higher = closer; "
+            "log10 shown). Model utility: harmonic mean of 9 retain / real-author / world-fact numbers.",
+            "", f"![forget efficacy vs model utility]({png.name})", ""]
+    atomic_write_text(md, "\n".join(text))
+    return table(rows), md, png

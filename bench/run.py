@@ -308,12 +308,12 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
 
 
 def _directions(data: TaskData) -> dict[str, str]:
-    from bench.registry import METRICS
+    from bench.evaluate import build_metric
 
     out = {}
     for es in data.eval_sets:
         for m in es.metrics:
-            hib = getattr(METRICS.get(m.name), "higher_is_better", None)
-            out[m.result_key] = {True: "higher = more knowledge", False: "lower = more knowledge",
-                                 None: "see docs"}[hib]
+            hib = getattr(build_metric(m.name, dict(m.options)), "higher_is_better", None)
+            out[f"{es.name}/{m.result_key}"] = {True: "higher = more knowledge",
+                                                False: "lower = more knowledge", None: "see docs"}[hib]
     return out

@@ -1,0 +1,369 @@
+"""Reading benchmark data files: JSON arrays or JSON Lines, plain text lines, hub splits.
+
+Conventions
+-----------
+* A data file holds either **one JSON array** of objects or **JSON Lines** (one object per
+  line, blank lines ignored) — the upstream hub datasets mix both, so every reader accepts
+  both. The format is decided by the first non-blank character (``[`` = array).
+* Rows are numbered from 0 in file order (for JSON Lines: among the non-blank lines).
+  Errors are :class:`~bench.errors.DataError` with one line naming the file, the row and,
+  where it applies, the field; JSON Lines errors also give the 1-based line number.
+* Provenance: :func:`sha256_file` is the hex SHA-256 of the file's bytes; a hub split is
+  fingerprinted by :func:`records_sha256` (SHA-256 of its rows as canonical JSON Lines).
+* :func:`load_hub_split` is the online path (``datasets.load_dataset``); it is never
+  needed when a local data directory is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError, DataError
+
+# Field kinds understood by :func:`require`.
+STR = "str"  # a string (may be empty)
+TEXT = "text"  # a non-empty string (after stripping)
+STR_LIST = "str_list"  # a non-empty list of strings
+INT = "int"
+NUMBER = "number"
+ANY = "any"  # present and not null
+
+_KIND_NAMES = {
+    STR: "a string",
+    TEXT: "a non-empty string",
+    STR_LIST: "a non-empty list of strings",
+    INT: "an integer",
+    NUMBER: "a number",
+    ANY: "a value",
+}
+
+# Environment variables that switch the Hugging Face libraries offline.
+OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise DataError(path, "file not found")
+    if not path.is_file():
+        raise DataError(path, "not a file")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DataError(path, f"cannot read ({e.strerror})") from None
+
+
+def _check_object(obj: Any, path: Path, row: int) -> dict:
+    if not isinstance(obj, dict):
+        raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", row)
+    return obj
+
+
+def _read_array(text: str, path: Path) -> list[dict]:
+    """Parse one JSON array element by element, so that an error names its row."""
+    decoder = json.JSONDecoder()
+    ws = " \t\n\r"
+    pos = len(text) - len(text.lstrip(ws)) + 1  # just after '['
+    out: list[dict] = []
+    n = len(text)
+
+    def skip(p: int) -> int:
+        while p < n and text[p] in ws:
+            p += 1
+        return p
+
+    def line_of(p: int) -> int:
+        return text.count("\n", 0, p) + 1
+
+    pos = skip(pos)
+    if pos < n and text[pos] == "]":
+        rest = skip(pos + 1)
+        if rest != n:
+            raise DataError(path, f"malformed JSON: extra data after the array on line {line_of(rest)}")
+        return out
+    while True:
+        row = len(out)
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                path, f"malformed JSON: {e.msg} (line {e.lineno}, column {e.colno})", row
+            ) from None
+        out.append(_check_object(obj, path, row))
+        pos = skip(end)
+        if pos >= n:
+            raise DataError(path, "malformed JSON: the array is not closed", row)
+        if text[pos] == ",":
+            pos = skip(pos + 1)
+            continue
+        if text[pos] == "]":
+            rest = skip(pos + 1)
+            if rest != n:
+                raise DataError(
+                    path, f"malformed JSON: extra data after the array on line {line_of(rest)}"
+                )
+            return out
+        raise DataError(
+            path, f"malformed JSON: expected ',' or ']' after the object (line {line_of(pos)})", row
+        )
+
+
+def _read_jsonl(text: str, path: Path) -> list[dict]:
+    out: list[dict] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = len(out)
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                path, f"malformed JSON Lines record on line {lineno}: {e.msg} (column {e.colno})", row
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(
+                path, f"expected a JSON object on line {lineno}, got {type(obj).__name__}", row
+            )
+        out.append(obj)
+    return out
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """The rows (JSON objects) of ``path``: one JSON array or JSON Lines (blank lines ignored).
+
+    An empty file has no rows. Raises :class:`DataError` naming the file (and the row, and
+    for JSON Lines the line number) when the file is missing, not UTF-8, malformed, or holds
+    something other than objects.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    stripped = text.lstrip()
+    if not stripped:
+        return []
+    if stripped[0] == "[":
+        return _read_array(text, path)
+    return _read_jsonl(text, path)
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The non-blank lines of a plain-text file, stripped (e.g. TOFU's ``idontknow.jsonl``,
+    which despite its suffix holds one plain sentence per line)."""
+    path = Path(path)
+    return [line.strip() for line in _read_text(path).splitlines() if line.strip()]
+
+
+def _kind_ok(value: Any, kind: str) -> bool:
+    if kind == ANY:
+        return value is not None
+    if kind == STR:
+        return isinstance(value, str)
+    if kind == TEXT:
+        return isinstance(value, str) and bool(value.strip())
+    if kind == STR_LIST:
+        return (
+            isinstance(value, list)
+            and len(value) > 0
+            and all(isinstance(v, str) for v in value)
+        )
+    if kind == INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == NUMBER:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    raise ValueError(f"unknown field kind {kind!r}")
+
+
+def require(
+    record: Mapping[str, Any],
+    fields: Mapping[str, str] | Iterable[str],
+    path: str | Path,
+    row: int | None = None,
+) -> None:
+    """Check that ``record`` has every field in ``fields`` with the right kind.
+
+    ``fields`` maps a field name to a kind (:data:`STR`, :data:`TEXT`, :data:`STR_LIST`,
+    :data:`INT`, :data:`NUMBER`, :data:`ANY`); a plain list of names means :data:`STR` for
+    each. Raises ``DataError(path, "missing field", row, field)`` for an absent field, and
+    ``DataError(path, "expected <kind>, got <type>", row, field)`` for a wrong one.
+    """
+    spec = dict(fields) if isinstance(fields, Mapping) else {f: STR for f in fields}
+    for name, kind in spec.items():
+        if name not in record:
+            raise DataError(path, "missing field", row, name)
+        value = record[name]
+        if not _kind_ok(value, kind):
+            got = "null" if value is None else type(value).__name__
+            if isinstance(value, list) and kind == STR_LIST:
+                got = "an empty list" if not value else "a list with a non-string element"
+            raise DataError(path, f"expected {_KIND_NAMES[kind]}, got {got}", row, name)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of the file's bytes."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def records_sha256(records: Sequence[Mapping[str, Any]]) -> str:
+    """Hex SHA-256 of ``records`` as canonical JSON Lines (sorted keys, UTF-8, ``\\n``)."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def hub_offline() -> bool:
+    """True when an environment variable tells the Hugging Face libraries to stay offline."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE_ENVS)
+
+
+def load_hub_split(repo: str, config: str | None, split: str = "train") -> list[dict]:
+    """Rows of ``split`` of dataset ``repo`` (config ``config``) from the Hugging Face hub.
+
+    This is the online path, used only when no local data directory is given. Raises a
+    :class:`BenchError` (not a traceback) when the hub is switched off or unreachable.
+    """
+    what = f"{repo}" + (f" (config '{config}', split '{split}')" if config else f" (split '{split}')")
+    hint = "pass --data-dir with a local copy of the data or set BENCH_DATA_DIR"
+    if hub_offline():
+        raise BenchError(f"cannot load {what} from the Hugging Face hub: HF_HUB_OFFLINE is set; {hint}")
+    try:
+        import datasets
+    except ImportError as e:  # pragma: no cover - datasets is a declared dependency
+        raise BenchError(f"cannot load {what}: the 'datasets' package is missing ({e}); {hint}") from None
+    try:
+        ds = datasets.load_dataset(repo, config, split=split)
+    except Exception as e:  # network, auth, missing config: all end the same way for the user
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise BenchError(
+            f"cannot load {what} from the Hugging Face hub (unreachable or unknown: "
+            f"{type(e).__name__}: {msg}); {hint}"
+        ) from None
+    return [dict(r) for r in ds]
+
+
+def download_hub_file(repo: str, filename: str, repo_type: str = "dataset") -> Path:
+    """Local path of ``filename`` from hub repository ``repo`` (downloaded into the HF cache).
+
+    The online path for files that are not dataset configs (e.g. a refusal list). Raises a
+    :class:`BenchError` when the hub is switched off or unreachable.
+    """
+    what = f"{filename} of {repo}"
+    hint = "pass --data-dir with a local copy of the data or set BENCH_DATA_DIR"
+    if hub_offline():
+        raise BenchError(f"cannot download {what} from the Hugging Face hub: HF_HUB_OFFLINE is set; {hint}")
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id=repo, filename=filename, repo_type=repo_type))
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise BenchError(
+            f"cannot download {what} from the Hugging Face hub (unreachable or unknown: "
+            f"{type(e).__name__}: {msg}); {hint}"
+        ) from None
+
+
+def resolve_data_dir(
+    data_dir: str | Path | None,
+    subdir: str,
+    marker: str,
+    envs: Sequence[str] = ("BENCH_DATA_DIR",),
+) -> Path | None:
+    """The local folder of one benchmark, or ``None`` for the hub path.
+
+    ``data_dir`` (else the first set variable among ``envs``) may point at the benchmark's
+    folder itself (it holds ``marker``) or at its parent (it holds ``subdir/marker``).
+    Raises :class:`DataError` when the given folder is neither.
+    """
+    if data_dir is None:
+        for env in envs:
+            val = os.environ.get(env, "").strip()
+            if val:
+                data_dir = val
+                break
+        else:
+            return None
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(root, "data directory not found")
+    if (root / marker).is_file():
+        return root
+    if (root / subdir / marker).is_file():
+        return root / subdir
+    raise DataError(root, f"neither '{marker}' nor '{subdir}/{marker}' is in this data directory")
+
+
+class SplitSource:
+    """Reads named splits of one benchmark from a local folder or from the hub.
+
+    Local: split ``name`` is the file ``<folder>/<name>.json`` (or ``.jsonl``); every file
+    read is recorded in :attr:`files` as ``"<folder name>/<file name>" -> sha256``, i.e.
+    relative to the parent data directory (``tofu/forget01.json``). Hub: split ``name`` is
+    the hub config ``name`` of ``hub_repo`` (split "train"), recorded as
+    ``"hub:<repo>/<name>" -> sha256 of its rows``.
+    """
+
+    def __init__(self, folder: Path | None, hub_repo: str):
+        self.folder = folder
+        self.hub_repo = hub_repo
+        self.files: dict[str, str] = {}
+
+    @property
+    def source(self) -> str:
+        return str(self.folder) if self.folder is not None else f"hub:{self.hub_repo}"
+
+    def where(self, name: str) -> Path | str:
+        """Where split ``name`` comes from, for error messages: its file, or ``hub:<repo>/<name>``."""
+        return self.path(name) if self.folder is not None else f"hub:{self.hub_repo}/{name}"
+
+    def key(self, name: str) -> str:
+        """The provenance key of split ``name`` (``tofu/forget01.json`` or ``hub:<repo>/<name>``)."""
+        if self.folder is None:
+            return f"hub:{self.hub_repo}/{name}"
+        return f"{self.folder.name}/{self.path(name).name}"
+
+    def path(self, name: str) -> Path:
+        assert self.folder is not None
+        for suffix in (".json", ".jsonl"):
+            p = self.folder / f"{name}{suffix}"
+            if p.is_file():
+                return p
+        raise DataError(self.folder / f"{name}.json", "file not found")
+
+    def records(self, name: str) -> list[dict]:
+        if self.folder is None:
+            rows = load_hub_split(self.hub_repo, name, "train")
+            self.files[self.key(name)] = records_sha256(rows)
+            return rows
+        p = self.path(name)
+        rows = read_records(p)
+        self.files[self.key(name)] = sha256_file(p)
+        return rows
+
+    def lines(self, filename: str, hub_file: tuple[str, str] | None = None) -> list[str]:
+        """Plain-text lines of ``filename`` in the local folder; on the hub path, of
+        ``hub_file = (repo, file name)`` of a hub dataset repository."""
+        if self.folder is not None:
+            p = self.folder / filename
+            key = f"{self.folder.name}/{p.name}"
+        elif hub_file is not None:
+            p = download_hub_file(*hub_file)
+            key = f"hub:{hub_file[0]}/{hub_file[1]}"
+        else:
+            raise BenchError(f"{filename} is not on the hub ({self.hub_repo}); pass --data-dir")
+        out = read_lines(p)
+        self.files[key] = sha256_file(p)
+        return out

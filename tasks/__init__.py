@@ -1,0 +1,7 @@
+"""Task definitions, installed as ``bench.tasks``; importing this package registers them.
+
+Each module registers its tasks in :data:`bench.registry.TASKS`: ``tofu`` (TOFU
+forget01/05/10) and ``synthetic`` (the embedded offline default).
+"""
+
+from . import synthetic, tofu  # noqa: F401  (registers the tasks)

@@ -1,0 +1,302 @@
+"""TOFU (Maini et al. 2024): forget 1 / 5 / 10 % of 200 fictitious authors, scored as in
+open-unlearning.
+
+Data: a local folder in the layout of the hub dataset ``locuslab/TOFU`` (one file per hub
+config: ``forget01.json``, ``forget01_perturbed.json``, ``retain99.json``,
+``retain_perturbed.json``, ``real_authors_perturbed.json``, ``world_facts_perturbed.json``,
+``holdout01.json``, ``full.json``, plus ``idontknow.jsonl``), given as ``--data-dir`` (the
+``tofu`` folder itself or its parent) or through ``$BENCH_DATA_DIR``; without either, the
+same configs are read from the hub (refusals from ``open-unlearning/idk``).
+
+Eval sets (item ids ``"<set>/<row>"``), generation budget 200 new tokens (open-unlearning):
+
+* ``forget`` (``forgetXX_perturbed``, role forget): probability, ROUGE-L, truth ratio
+  (forget aggregation ``mean(min(R, 1/R))``), extraction strength, exact memorization.
+* ``retain`` (``retain_perturbed``): probability, ROUGE-L, truth ratio (``max(0, 1 - 1/R)``).
+* ``real_authors`` / ``world_facts`` (``*_perturbed``): normalised probability over the
+  answer and its 3 wrong options, ROUGE-L, truth ratio with the answer itself as the
+  "paraphrase".
+
+Headline numbers (:func:`tofu_aggregates`): ``forget_quality`` and its ``log10`` (KS test
+against the retain-only reference model), ``model_utility`` (harmonic mean of 9), and every
+set's aggregates as ``<set>_<metric>``. The synthetic task (:mod:`bench.tasks.synthetic`)
+reuses this module's eval-set builder and aggregates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bench.data import STR_LIST, TEXT, SplitSource, require, resolve_data_dir
+from bench.errors import BenchError
+from bench.items import EvalSet, Item, MetricSpec, TaskData
+from bench.registry import TASKS
+from bench.task import SetResult, Task
+
+HUB_REPO = "locuslab/TOFU"
+IDK_HUB_FILE = ("open-unlearning/idk", "idk.jsonl")  # open-unlearning's copy of the refusals
+DATA_SUBDIR = "tofu"
+REFUSALS_FILE = "idontknow.jsonl"
+MAX_NEW_TOKENS = 200  # open-unlearning's TOFU generation budget
+
+# --- which metrics run on which set -------------------------------------------------------
+
+FORGET_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("probability", {"normalized": False}),
+    MetricSpec("rouge_l"),
+    MetricSpec("truth_ratio", {"mode": "forget", "paraphrase_field": "paraphrased_answer"}),
+    MetricSpec("extraction_strength"),
+    MetricSpec("exact_memorization"),
+)
+RETAIN_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("probability", {"normalized": False}),
+    MetricSpec("rouge_l"),
+    MetricSpec("truth_ratio", {"mode": "retain", "paraphrase_field": "paraphrased_answer"}),
+)
+# real authors / world facts: the perturbed answers are the wrong options
+OPTIONS_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("probability", {"normalized": True}),
+    MetricSpec("rouge_l"),
+    MetricSpec("truth_ratio", {"mode": "retain", "paraphrase_field": "answer"}),
+)
+
+EVAL_SET_NAMES = ("forget", "retain", "real_authors", "world_facts")
+# model utility = harmonic mean over these sets x these metric keys (9 numbers)
+UTILITY_SETS = ("retain", "real_authors", "world_facts")
+UTILITY_METRICS = ("probability", "rouge_l", "truth_ratio")
+
+QA_FIELDS = {"question": TEXT, "answer": TEXT}
+PERTURBED_FIELDS = {**QA_FIELDS, "paraphrased_answer": TEXT, "perturbed_answer": STR_LIST}
+OPTIONS_FIELDS = {**QA_FIELDS, "perturbed_answer": STR_LIST}
+
+
+def check_limit(limit: int | None) -> None:
+    """Raise a BenchError unless ``limit`` is ``None`` or a positive integer."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise BenchError(f"limit must be a positive integer or None, got {limit!r}")
+
+
+def _head(rows: Sequence[dict], limit: int | None) -> Sequence[dict]:
+    return rows if limit is None else rows[:limit]
+
+
+def qa_items(rows: Sequence[dict], prefix: str, where: Any, limit: int | None = None) -> list[Item]:
+    """Plain question/answer rows as items ``"<prefix>/<row>"`` (first ``limit`` rows)."""
+    out = []
+    for i, r in enumerate(_head(rows, limit)):
+        require(r, QA_FIELDS, where, i)
+        meta = {k: v for k, v in r.items() if k not in QA_FIELDS}
+        out.append(Item(f"{prefix}/{i}", r["question"], r["answer"], meta=meta))
+    return out
+
+
+def perturbed_items(
+    rows: Sequence[dict], prefix: str, where: Any, *, options: bool, limit: int | None = None
+) -> list[Item]:
+    """Rows with ``perturbed_answer`` as items ``"<prefix>/<row>"``.
+
+    ``options=False``: forget/retain rows, which also need ``paraphrased_answer``
+    (``paraphrased_question`` goes to ``meta``). ``options=True``: real authors / world
+    facts rows, whose ``perturbed_answer`` are the wrong options (no paraphrase).
+    """
+    fields = OPTIONS_FIELDS if options else PERTURBED_FIELDS
+    out = []
+    for i, r in enumerate(_head(rows, limit)):
+        require(r, fields, where, i)
+        meta = {k: v for k, v in r.items() if k not in fields}
+        out.append(
+            Item(
+                f"{prefix}/{i}",
+                r["question"],
+                r["answer"],
+                paraphrased_answer=None if options else r["paraphrased_answer"],
+                perturbed_answers=tuple(r["perturbed_answer"]),
+                meta=meta,
+            )
+        )
+    return out
+
+
+def tofu_eval_sets(
+    rows: Mapping[str, Sequence[dict]],
+    where: Mapping[str, Any],
+    *,
+    max_new_tokens: int,
+    limit: int | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> list[EvalSet]:
+    """TOFU's four eval sets, in the order ``forget, retain, real_authors, world_facts``.
+
+    ``rows[name]`` are the perturbed rows of set ``name`` in TOFU's format; ``where[name]``
+    names their file in error messages; ``sources[name]`` (default ``where[name]``) is
+    recorded as ``EvalSet.source``.
+    """
+    spec = {
+        "forget": ("forget", FORGET_METRICS, False),
+        "retain": ("retain", RETAIN_METRICS, False),
+        "real_authors": ("retain", OPTIONS_METRICS, True),
+        "world_facts": ("retain", OPTIONS_METRICS, True),
+    }
+    sets = []
+    for name in EVAL_SET_NAMES:
+        role, metrics, options = spec[name]
+        items = perturbed_items(rows[name], name, where[name], options=options, limit=limit)
+        sets.append(
+            EvalSet(name, items, list(metrics), role=role, max_new_tokens=max_new_tokens,
+                    source=str((sources or where)[name]))
+        )
+    return sets
+
+
+def _per_item_truth_ratio(result: SetResult) -> list[float] | None:
+    values = result.per_item.get("truth_ratio")
+    if values is None:
+        return None
+    return [v for v in values if v is not None and not math.isnan(v)]
+
+
+def tofu_aggregates(
+    sets: Mapping[str, SetResult], reference: Mapping[str, SetResult] | None
+) -> dict[str, float | None]:
+    """TOFU's headline numbers (open-unlearning's names where it has them).
+
+    * ``forget_quality``: p-value of the two-sample KS test between this run's per-item
+      truth ratios on the forget set and the retain-only reference model's per-item truth
+      ratios on the same forget set (``per_item["truth_ratio"]`` of ``sets["forget"]`` and
+      ``reference["forget"]``; missing values dropped). Higher = closer to the retain-only
+      model. ``log10_forget_quality`` next to it. Both ``None`` without a reference.
+    * ``model_utility``: harmonic mean of the 9 aggregates ``{retain, real_authors,
+      world_facts} x {probability, rouge_l, truth_ratio}`` (a zero makes it zero; ``None``
+      when one is missing).
+    * ``<set>_<metric>``: every set's aggregate, e.g. ``forget_rouge_l``,
+      ``real_authors_probability`` (normalised over the options there).
+
+    Raises :class:`BenchError` when the reference's forget set holds other items.
+    """
+    from bench.metrics import derived
+
+    out: dict[str, float | None] = {
+        "forget_quality": None,
+        "log10_forget_quality": None,
+        "model_utility": None,
+    }
+    forget = sets.get("forget")
+    ref_forget = reference.get("forget") if reference else None
+    if forget is not None and ref_forget is not None:
+        if list(forget.item_ids) != list(ref_forget.item_ids):
+            raise BenchError(
+                "forget quality: the reference run's forget set holds other items than this "
+                f"run's ({len(ref_forget.item_ids)} vs {len(forget.item_ids)} items; same task "
+                "and --limit needed)"
+            )
+        mine, theirs = _per_item_truth_ratio(forget), _per_item_truth_ratio(ref_forget)
+        if mine and theirs:
+            out.update(derived.forget_quality(mine, theirs))
+    utility_inputs: dict[str, float | None] = {}
+    for set_name in UTILITY_SETS:
+        res = sets.get(set_name)
+        for key in UTILITY_METRICS:
+            utility_inputs[f"{set_name}_{key}"] = res.aggregates.get(key) if res else None
+    out["model_utility"] = derived.model_utility(utility_inputs)
+    for set_name in EVAL_SET_NAMES:
+        res = sets.get(set_name)
+        if res is None:
+            continue
+        for key, value in res.aggregates.items():
+            out[f"{set_name}_{key}"] = value
+    return out
+
+
+class TofuStyleTask(Task):
+    """A task with TOFU's eval sets, metrics and aggregates (TOFU and the synthetic task)."""
+
+    forget_split: ClassVar[str] = ""  # "forget01" | "forget05" | "forget10"
+    holdout_split: ClassVar[str] = ""
+    max_new_tokens: ClassVar[int] = MAX_NEW_TOKENS
+
+    def aggregates(
+        self, sets: Mapping[str, SetResult], reference: Mapping[str, SetResult] | None
+    ) -> dict[str, float | None]:
+        return tofu_aggregates(sets, reference)
+
+
+class TofuTask(TofuStyleTask):
+    """TOFU from a local copy of ``locuslab/TOFU`` or from the hub."""
+
+    family = "tofu"
+
+    def source(self, data_dir: Path | str | None) -> SplitSource:
+        envs = tuple(dict.fromkeys((self.data_env, "BENCH_DATA_DIR")))
+        folder = resolve_data_dir(data_dir, DATA_SUBDIR, "full.json", envs)
+        return SplitSource(folder, HUB_REPO)
+
+    def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
+        """Read the splits of this forget size (see the module docstring).
+
+        ``limit`` keeps the first N items of each eval set, of the forget / retain training
+        splits and of the holdout set; ``full`` (the target model's fine-tuning set) is
+        never cut.
+        """
+        check_limit(limit)
+        src = self.source(data_dir)
+
+        where = src.where
+        forget = qa_items(src.records(self.forget_split), self.forget_split,
+                          where(self.forget_split), limit)
+        retain = qa_items(src.records(self.reference_key), self.reference_key,
+                          where(self.reference_key), limit)
+        full = qa_items(src.records("full"), "full", where("full"))
+        configs = {
+            "forget": f"{self.forget_split}_perturbed",
+            "retain": "retain_perturbed",
+            "real_authors": "real_authors_perturbed",
+            "world_facts": "world_facts_perturbed",
+        }
+        rows = {name: src.records(cfg) for name, cfg in configs.items()}
+        eval_sets = tofu_eval_sets(
+            rows, {name: where(cfg) for name, cfg in configs.items()},
+            max_new_tokens=self.max_new_tokens, limit=limit,
+            sources={name: src.key(cfg) for name, cfg in configs.items()},
+        )
+        holdout = qa_items(src.records(self.holdout_split), self.holdout_split,
+                           where(self.holdout_split), limit)
+        refusals = src.lines(REFUSALS_FILE, hub_file=IDK_HUB_FILE)
+        return TaskData(
+            forget=forget,
+            retain=retain,
+            full=full,
+            eval_sets=eval_sets,
+            files=dict(src.files),
+            extras={"refusals": refusals, "holdout": holdout},
+            source=src.source,
+        )
+
+
+@TASKS.register("tofu-forget01", "TOFU: forget 1% of 200 fictitious authors (40 QA; reference retain99)")
+class TofuForget01(TofuTask):
+    name = "tofu-forget01"
+    description = "TOFU: forget 1% of 200 fictitious authors (40 QA; reference retain99)"
+    forget_split = "forget01"
+    holdout_split = "holdout01"
+    reference_key = "retain99"
+
+
+@TASKS.register("tofu-forget05", "TOFU: forget 5% of 200 fictitious authors (200 QA; reference retain95)")
+class TofuForget05(TofuTask):
+    name = "tofu-forget05"
+    description = "TOFU: forget 5% of 200 fictitious authors (200 QA; reference retain95)"
+    forget_split = "forget05"
+    holdout_split = "holdout05"
+    reference_key = "retain95"
+
+
+@TASKS.register("tofu-forget10", "TOFU: forget 10% of 200 fictitious authors (400 QA; reference retain90)")
+class TofuForget10(TofuTask):
+    name = "tofu-forget10"
+    description = "TOFU: forget 10% of 200 fictitious authors (400 QA; reference retain90)"
+    forget_split = "forget10"
+    holdout_split = "holdout10"
+    reference_key = "retain90"

@@ -337,3 +337,19 @@ def test_task_aggregates_is_tofu_aggregates():
     sets = _utility_sets()
     assert TASKS.get("synthetic-forget01")().aggregates(sets, None) == tofu_aggregates(sets, None)
     assert TASKS.get("tofu-forget10")().aggregates(sets, None)["model_utility"] == pytest.approx(9 / 21)
+
+
+def test_metric_specs_build_and_make_requests_for_every_set():
+    """Every MetricSpec names a registered metric whose constructor takes its options, and
+    that metric can build its requests from the items of its set (fields present)."""
+    from bench.metrics.base import EvalContext
+    from bench.prompts import PromptConfig
+    from bench.registry import METRICS
+
+    data = TASKS.get("synthetic-forget01")().load(limit=2)
+    for es in data.eval_sets:
+        ctx = EvalContext(PromptConfig(), None, es.max_new_tokens)
+        for spec in es.metrics:
+            metric = METRICS.get(spec.name)(**dict(spec.options))
+            for item in es.items:
+                assert metric.requests(item, ctx), (es.name, spec.name)

@@ -1,0 +1,154 @@
+"""End to end: `bench run` on a tiny model, resuming, and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def tiny_dir(tmp_path, tiny_bundle) -> Path:
+    """A tiny random model saved as a model directory (used --as-is: no preparing)."""
+    from bench.models import save_bundle
+
+    d = tmp_path / "tiny-model"
+    save_bundle(tiny_bundle, d)
+    return d
+
+
+def _run(args: list[str], capsys) -> tuple[int, str, str]:
+    rc = main(args)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _only_run_dir(out: Path) -> Path:
+    dirs = [d for d in out.iterdir() if d.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_run_as_is_writes_results_and_samples(tmp_path, tiny_dir, capsys):
+    out = tmp_path / "runs"
+    rc, stdout, err = _run(["run", "--task", "synthetic-forget01", "--method", "gd", "--model", str(tiny_dir),
+                            "--as-is", "--limit", "3", "--set", "epochs=1", "--out", str(out)], capsys)
+    assert rc == 0, err
+    run_dir = _only_run_dir(out)
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["method"] == "gd" and res["config"]["method_options"]["epochs"] == 1
+    for key in ("model_utility", "forget_rouge_l", "retain_rouge_l", "forget_truth_ratio"):
+        assert key in res["aggregates"], key
+    assert res["aggregates"]["forget_quality"] is None  # no reference given
+    assert set(res["sets"]) == {"forget", "retain", "real_authors", "world_facts"}
+    assert res["versions"]["torch"] and res["versions"]["transformers"]
+    assert res["config"]["data"], "data hashes recorded"
+    assert res["model_identity"]["fingerprint"]
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == sum(len(s["item_ids"]) for s in res["sets"].values())
+    assert {"prompt", "reference", "generation", "metrics"} <= set(samples[0])
+    assert "model utility" in stdout and "report:" in stdout
+    assert (run_dir / "report" / "frontier.png").stat().st_size > 0
+    assert not (run_dir / ".partial").exists()
+
+    # a finished run is skipped
+    rc, stdout, _ = _run(["run", "--task", "synthetic-forget01", "--method", "gd", "--model", str(tiny_dir),
+                          "--as-is", "--limit", "3", "--set", "epochs=1", "--out", str(out)], capsys)
+    assert rc == 0 and "skipped" in stdout
+
+
+def test_same_seed_same_numbers(tmp_path, tiny_dir, capsys):
+    aggs = []
+    for i in range(2):
+        out = tmp_path / f"runs{i}"
+        rc, _, err = _run(["run", "--task", "synthetic-forget01", "--method", "ga", "--model", str(tiny_dir),
+                           "--as-is", "--limit", "2", "--set", "epochs=1", "--out", str(out), "--no-cache"], capsys)
+        assert rc == 0, err
+        aggs.append(json.loads((_only_run_dir(out) / "results.json").read_text())["sets"])
+    assert aggs[0] == aggs[1]
+
+
+def test_killed_run_resumes_without_recomputing(tmp_path, tiny_dir, monkeypatch):
+    """Kill during evaluation; the rerun neither unlearns again nor recomputes finished answers."""
+    from bench.backends.cache import AnsweringLayer
+    from bench.run import RunSpec, run
+
+    calls = tmp_path / "calls.txt"
+    adapter = tmp_path / "my_method.py"
+    adapter.write_text(
+        "def unlearn(model, forget, retain, *, scale: float = 1.0):\n"
+        f"    open({str(calls)!r}, 'a').write('x')\n"
+        "    return model\n"
+    )
+    spec = RunSpec(task="synthetic-forget01", method=f"{adapter}:unlearn", model=str(tiny_dir), as_is=True,
+                   limit=3, out=str(tmp_path / "runs"))
+
+    real_answer = AnsweringLayer.answer
+
+    class Killed(Exception):
+        pass
+
+    def dying_answer(self, requests):
+        # answer (and cache) the first half, then die
+        real_answer(self, requests[: len(requests) // 2])
+        raise Killed
+
+    monkeypatch.setattr(AnsweringLayer, "answer", dying_answer)
+    with pytest.raises(Killed):
+        run(spec, log=lambda s: None)
+    run_dir = _only_run_dir(tmp_path / "runs")
+    assert not (run_dir / "results.json").exists()
+    assert (run_dir / ".partial" / "model").exists()
+    assert calls.read_text() == "x"
+
+    monkeypatch.setattr(AnsweringLayer, "answer", real_answer)
+    run(spec, log=lambda s: None)
+    assert calls.read_text() == "x", "the unlearning step ran again"
+    stats = json.loads((run_dir / "results.json").read_text())["request_stats"]
+    assert stats["hits"] > 0, stats
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "--task", "tofu-foget01", "--method", "gd"], "did you mean 'tofu-forget01'"),
+        (["run", "--task", "synthetic-forget01", "--method", "npo-dg"], "did you mean 'npo-gd'"),
+        (["run", "--task", "synthetic-forget01", "--method", "gd", "--model", "./no/such/model"], "does not exist"),
+        (["run", "--task", "synthetic-forget01", "--method", "gd", "--set", "lrr=1"], "lrr"),
+        (["run", "--task", "tofu-forget01", "--method", "gd", "--data-dir", "/nonexistent-dir"], "does not exist"),
+        (["run", "--task", "synthetic-forget01", "--method", "nofile.py:fn"], "nofile.py"),
+    ],
+)
+def test_cli_errors_are_one_line(args, needle, capsys):
+    rc, _, err = _run(args, capsys)
+    assert rc == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert needle in err
+
+
+def test_missing_data_file_names_file(tmp_path, capsys):
+    d = tmp_path / "tofu"
+    d.mkdir()
+    rc, _, err = _run(["run", "--task", "tofu-forget01", "--method", "none", "--data-dir", str(d)], capsys)
+    assert rc == 2 and "forget01" in err, err
+
+
+def test_list_verbs(capsys):
+    for what, needle in [("tasks", "tofu-forget10"), ("methods", "npo-gd"), ("metrics", "truth_ratio"),
+                         ("backends", "hf"), ("models", "smollm2-135m")]:
+        rc, out, _ = _run(["list", what], capsys)
+        assert rc == 0 and needle in out
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "bench run --task" in capsys.readouterr().out

@@ -64,7 +64,6 @@ def from_tokenizer(tokenizer: Any, style: str = "auto", system_prompt: str | Non
         return PromptConfig(style="plain", bos=tokenizer.bos_token or "", eos=tokenizer.eos_token or "")
     if not has_template:
         raise ValueError("style 'chat' asked for, but the tokenizer has no chat template")
-    cfg = PromptConfig(style="chat", system_prompt=system_prompt, template="", answer_prefix="")
     marker = "\x00ANSWER\x00"
     msgs = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
         {"role": "user", "content": "q"}

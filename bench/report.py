@@ -80,7 +80,7 @@ def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
         lines += ["| " + " | ".join(b) + " |" for b in body]
         return "\n".join(lines)
     widths = [max(len(str(x)) for x in col) for col in zip(heads, *body)]
-    fmt = "  ".join("{:<%d}" % w for w in widths)
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*heads)] + [fmt.format(*b) for b in body])
 
 

@@ -58,7 +58,7 @@ class Generate:
     kind: str = field(default="generate", init=False, repr=False)
 
 
-Request = Union[LogLikelihood, TokenStats, Generate]
+Request = Union[LogLikelihood, TokenStats, Generate]  # noqa: UP007 (runtime alias, py3.10)
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class GenerateResponse:
     finish_reason: str = "eos"  # "eos" | "stop" | "length"
 
 
-Response = Union[LogLikelihoodResponse, TokenStatsResponse, GenerateResponse]
+Response = Union[LogLikelihoodResponse, TokenStatsResponse, GenerateResponse]  # noqa: UP007
 
 
 def to_json(resp: Response) -> dict:

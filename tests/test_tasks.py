@@ -8,13 +8,13 @@ import math
 import shutil
 
 import pytest
-from bench.tasks import synthetic as syn
-from bench.tasks.tofu import EVAL_SET_NAMES, tofu_aggregates
 
 from bench.data import records_sha256, sha256_file
 from bench.errors import BenchError, DataError
 from bench.registry import TASKS
 from bench.task import SetResult
+from bench.tasks import synthetic as syn
+from bench.tasks.tofu import EVAL_SET_NAMES, tofu_aggregates
 
 # sha256 of the default synthetic data's rows; change it only with a deliberate generator
 # change (and bump GENERATOR_VERSION): trained tiny models and stored runs depend on it.

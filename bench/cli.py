@@ -22,13 +22,9 @@ EPILOG = """examples:
 
 
 def _kv(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise BenchError(f"--set expects key=value, got '{p}'")
-        k, v = p.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+    from bench.adapters import split_assignments
+
+    return split_assignments(pairs)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -190,7 +190,7 @@ def _resolve_reference(spec: RunSpec, task: Task, data: TaskData, log: Log) -> P
 def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = None) -> Path:
     """Execute ``spec``; returns the run directory (with results.json and samples.jsonl)."""
     from bench import models
-    from bench.adapters import method_options, parse_options, resolve_method
+    from bench.adapters import effective_options, method_options, parse_options, resolve_method
     from bench.provenance import dir_fingerprint, spec_hash, versions
 
     t_start = time.time()
@@ -221,7 +221,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
                 overrides[k] = v
     if "seed" in accepted and "seed" not in raw:
         overrides["seed"] = spec.seed
-    options = {**overrides, **parse_options(method_fn, raw)}
+    options = effective_options(method_fn, {**overrides, **parse_options(method_fn, raw, method_name)}, method_name)
 
     resolved = {
         "task": spec.task, "method": method_name, "method_options": options,

@@ -1,0 +1,190 @@
+"""The transformers backend (``hf``): likelihoods, token statistics and greedy generation.
+
+Two modes answer the same requests with the same numbers (likelihoods within 1e-5 in
+float32; generations token for token except on float near-ties between batch layouts):
+
+* ``fast`` (default) — likelihoods: each distinct prompt runs once and all its
+  continuations are scored against its KV cache, the LM head only at scored positions,
+  length-sorted batches bounded by ``token_budget`` padded tokens (:mod:`hf_loglik`);
+  generation: continuous batching over ``batch_size`` slots (:mod:`hf_generate`).
+* ``naive`` — the field's way, our reference for tests and the speed benchmark: fixed
+  batches of ``batch_size`` in request order, full sequences, full LM head, no dedupe;
+  ``model.generate`` batches.
+
+``LogLikelihood`` and ``TokenStats`` of the same (prompt, continuation) share one
+computation in fast mode. The backend moves/casts the bundle's module in place to
+``device``/``dtype`` (default device: CUDA when available, else CPU) and puts it in eval
+mode; it owns the module until :meth:`close`.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Sequence
+from typing import Any
+
+from bench.backends.base import Backend
+from bench.backends.hf_generate import GenItem, eos_ids, generate_fast, generate_naive
+from bench.backends.hf_loglik import ScoreItem, score_fast, score_naive
+from bench.errors import BenchError
+from bench.model_bundle import ModelBundle, tokenize_pair
+from bench.registry import BACKENDS
+from bench.requests import (
+    Generate,
+    GenerateResponse,
+    LogLikelihood,
+    LogLikelihoodResponse,
+    Request,
+    Response,
+    TokenStats,
+    TokenStatsResponse,
+)
+
+MODES = ("fast", "naive")
+DTYPES = ("float32", "bfloat16")
+
+
+@BACKENDS.register("hf", "transformers on CPU/GPU: prefix-shared likelihoods, continuous-batching generation")
+class HFBackend(Backend):
+    """Answer requests with a transformers causal LM (see the module docstring)."""
+
+    name = "hf"
+
+    def __init__(self, bundle: ModelBundle, *, mode: str = "fast", token_budget: int = 8192,
+                 dtype: str = "float32", batch_size: int = 32, device: str | None = None):
+        import torch
+
+        if mode not in MODES:
+            raise BenchError(f"hf backend: mode '{mode}' is not one of {', '.join(MODES)}")
+        if dtype not in DTYPES:
+            raise BenchError(f"hf backend: dtype '{dtype}' is not one of {', '.join(DTYPES)}")
+        if token_budget < 1 or batch_size < 1:
+            raise BenchError(f"hf backend: token_budget ({token_budget}) and batch_size ({batch_size}) must be ≥ 1")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.bundle: ModelBundle | None = bundle
+        self.mode, self.token_budget, self.dtype, self.batch_size = mode, token_budget, dtype, batch_size
+        self.device = torch.device(device)
+        model = bundle.module
+        model.to(device=self.device, dtype=getattr(torch, dtype))
+        model.eval()
+        tok = bundle.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.pad_id = int(pad) if pad is not None else 0
+        self._eos = sorted(eos_ids(model, tok))
+
+    # ------------------------------------------------------------------ contract
+
+    def settings(self) -> dict[str, Any]:
+        """What besides model and request can change an answer, plus scheduling knobs.
+
+        ``mode``, ``token_budget`` and ``batch_size`` only change float rounding and
+        scheduling; :meth:`cache_settings` leaves them out of the request-cache key.
+        """
+        import torch
+        import transformers
+
+        model = self._model()
+        return {
+            "backend": self.name,
+            "mode": self.mode,
+            "dtype": self.dtype,
+            "device": self.device.type,
+            "token_budget": self.token_budget,
+            "batch_size": self.batch_size,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "attn_implementation": getattr(model.config, "_attn_implementation", None),
+            "eos_token_ids": self._eos,
+            "decoding": "greedy",
+        }
+
+    def cache_settings(self) -> dict[str, Any]:
+        """The decoding-relevant part of :meth:`settings` (the request-cache key)."""
+        s = self.settings()
+        for k in ("mode", "token_budget", "batch_size"):
+            s.pop(k)
+        return s
+
+    def engines(self) -> dict[str, str]:
+        e = f"hf:{self.mode}"
+        return {"loglikelihood": e, "token_stats": e, "generate": e}
+
+    def close(self) -> None:
+        if self.bundle is None:
+            return
+        dev = self.device
+        self.bundle = None
+        gc.collect()
+        if dev.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def answer(self, requests: Sequence[Request]) -> list[Response]:
+        import torch
+
+        self._model()  # raises after close()
+        out: list[Response | None] = [None] * len(requests)
+        score_idx = [i for i, r in enumerate(requests) if isinstance(r, (LogLikelihood, TokenStats))]
+        gen_idx = [i for i, r in enumerate(requests) if isinstance(r, Generate)]
+        if len(score_idx) + len(gen_idx) != len(requests):
+            bad = next(r for r in requests if not isinstance(r, (LogLikelihood, TokenStats, Generate)))
+            raise BenchError(f"hf backend: unknown request type {type(bad).__name__}")
+        with torch.inference_mode():
+            if score_idx:
+                for i, resp in zip(score_idx, self._score([requests[i] for i in score_idx]), strict=True):
+                    out[i] = resp
+            if gen_idx:
+                for i, resp in zip(gen_idx, self._generate([requests[i] for i in gen_idx]), strict=True):
+                    out[i] = resp
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ internals
+
+    def _model(self) -> Any:
+        if self.bundle is None:
+            raise BenchError("hf backend: used after close()")
+        return self.bundle.module
+
+    def _score(self, reqs: Sequence[LogLikelihood | TokenStats]) -> list[Response]:
+        model, tok = self._model(), self.bundle.tokenizer  # type: ignore[union-attr]
+        pairs: dict[tuple[str, str], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        for r in reqs:
+            if (r.prompt, r.continuation) not in pairs:
+                p, c = tokenize_pair(tok, r.prompt, r.continuation)
+                pairs[(r.prompt, r.continuation)] = (tuple(p), tuple(c))
+        if self.mode == "naive":
+            items = [ScoreItem(*pairs[(r.prompt, r.continuation)], isinstance(r, TokenStats)) for r in reqs]
+            scores = score_naive(model, items, self.batch_size, self.pad_id)
+            return [_score_response(r, s) for r, s in zip(reqs, scores, strict=True)]
+        # fast: one item per distinct token pair; stats if any request of it wants them
+        want: dict[tuple[tuple[int, ...], tuple[int, ...]], bool] = {}
+        for r in reqs:
+            key = pairs[(r.prompt, r.continuation)]
+            want[key] = want.get(key, False) or isinstance(r, TokenStats)
+        keys = list(want)
+        scores = score_fast(model, [ScoreItem(p, c, want[(p, c)]) for p, c in keys],
+                            self.token_budget, self.pad_id)
+        by_key = dict(zip(keys, scores, strict=True))
+        return [_score_response(r, by_key[pairs[(r.prompt, r.continuation)]]) for r in reqs]
+
+    def _generate(self, reqs: Sequence[Generate]) -> list[Response]:
+        model, tok = self._model(), self.bundle.tokenizer  # type: ignore[union-attr]
+        items = []
+        for r in reqs:
+            ids = tok(r.prompt, add_special_tokens=False)["input_ids"]
+            items.append(GenItem(tuple(ids), int(r.max_new_tokens), tuple(r.stop)))
+        if self.mode == "naive":
+            res = generate_naive(model, tok, items, self.batch_size, self.pad_id)
+        else:
+            res = generate_fast(model, tok, items, self.batch_size, self.pad_id)
+        return [GenerateResponse(g.text, g.num_tokens, g.finish_reason) for g in res]
+
+
+def _score_response(req: Request, s: Any) -> Response:
+    lp, greedy = tuple(float(x) for x in s.logprobs), tuple(bool(x) for x in s.greedy)
+    if isinstance(req, TokenStats):
+        mu = tuple(float(x) for x in s.mu)
+        return TokenStatsResponse(lp, greedy, mu, tuple(float(x) for x in s.var), tuple(-m for m in mu))
+    return LogLikelihoodResponse(lp, greedy)

@@ -1,0 +1,283 @@
+"""The hf backend: fast == naive == direct computation; generation identical to
+``model.generate``; stop strings, EOS and max_new_tokens honoured."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from bench.backends.base import Backend
+from bench.backends.hf import HFBackend
+from bench.backends.hf_generate import GenItem, RowState
+from bench.errors import BenchError
+from bench.model_bundle import ModelBundle, tokenize_pair
+from bench.registry import BACKENDS
+from bench.requests import (
+    Generate,
+    GenerateResponse,
+    LogLikelihood,
+    LogLikelihoodResponse,
+    TokenStats,
+    TokenStatsResponse,
+)
+
+Q1 = "<s>Question: Who wrote the book?\nAnswer:"
+Q2 = "<s>Question: Where was the author born?\nAnswer:"
+Q3 = "<s>Q"
+
+
+def _score_requests():
+    reqs = []
+    for q in (Q1, Q2, Q3):
+        for a in (" The book was written by Basil Mahfouz.</s>", " Kuwait City.</s>", " The",
+                  " The quick brown fox jumps over the lazy dog. 0123456789</s>"):
+            reqs.append(LogLikelihood(q, a))
+    reqs += [TokenStats(Q1, " Kuwait City.</s>"), TokenStats(Q3, " Paris is the capital"),
+             LogLikelihood(Q2, " Kuwait City.</s>"),  # duplicate
+             LogLikelihood(Q1, ""),  # no continuation tokens
+             TokenStats(Q2, "</s>")]
+    return reqs
+
+
+def _close(a, b, tol=1e-5):
+    assert len(a) == len(b)
+    assert all(abs(x - y) <= tol for x, y in zip(a, b)), max(abs(x - y) for x, y in zip(a, b))
+
+
+@pytest.fixture(scope="module")
+def lively(tiny_bundle):
+    """The tiny model with larger random weights: varied, non-degenerate greedy outputs."""
+    model = copy.deepcopy(tiny_bundle.module)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
+    return ModelBundle(model, tiny_bundle.tokenizer, tiny_bundle.prompt, name="tiny-lively")
+
+
+def test_registered_as_hf():
+    assert BACKENDS.get("hf") is HFBackend and issubclass(HFBackend, Backend)
+
+
+def test_bad_options_raise(tiny_bundle):
+    with pytest.raises(BenchError, match="mode"):
+        HFBackend(tiny_bundle, mode="quick")
+    with pytest.raises(BenchError, match="dtype"):
+        HFBackend(tiny_bundle, dtype="float16")
+    with pytest.raises(BenchError, match="token_budget"):
+        HFBackend(tiny_bundle, token_budget=0)
+
+
+@pytest.mark.parametrize("budget", [8, 64, 8192])
+def test_fast_equals_naive_likelihoods(lively, budget):
+    reqs = _score_requests()
+    fast = HFBackend(lively, mode="fast", token_budget=budget).answer(reqs)
+    naive = HFBackend(lively, mode="naive", batch_size=3).answer(reqs)
+    assert len(fast) == len(naive) == len(reqs)
+    for r, f, n in zip(reqs, fast, naive):
+        assert type(f) is type(n)
+        assert type(f) is (TokenStatsResponse if isinstance(r, TokenStats) else LogLikelihoodResponse)
+        _close(f.token_logprobs, n.token_logprobs)
+        assert f.is_greedy == n.is_greedy
+        if isinstance(r, TokenStats):
+            _close(f.mu, n.mu)
+            _close(f.var, n.var)
+            _close(f.entropy, n.entropy)
+    assert fast[-3] == fast[5]  # the duplicate answered identically
+    empty = fast[-2]
+    assert empty.token_logprobs == () and empty.num_tokens == 0 and empty.mean_nll == math.inf
+
+
+def test_likelihood_and_stats_match_direct_computation(lively):
+    """Hand computation in float64 from one full forward pass."""
+    tok, model = lively.tokenizer, lively.module
+    prompt, cont = Q1, " Kuwait City.</s>"
+    p, c = tokenize_pair(tok, prompt, cont)
+    assert len(c) >= 2
+    with torch.no_grad():
+        logits = model(torch.tensor([p + c])).logits[0].double()
+    logp = torch.log_softmax(logits, -1)
+    rows = range(len(p) - 1, len(p) + len(c) - 1)
+    want_lp = [logp[i, t].item() for i, t in zip(rows, c)]
+    want_greedy = [int(logits[i].argmax()) == t for i, t in zip(rows, c)]
+    probs = logp.exp()
+    want_mu = [(probs[i] * logp[i]).sum().item() for i in rows]
+    want_var = [(probs[i] * logp[i] ** 2).sum().item() - m * m for i, m in zip(rows, want_mu)]
+    ll, ts = HFBackend(lively).answer([LogLikelihood(prompt, cont), TokenStats(prompt, cont)])
+    for resp in (ll, ts):
+        _close(resp.token_logprobs, want_lp)
+        assert list(resp.is_greedy) == want_greedy
+        assert resp.num_tokens == len(c)
+        assert resp.sum_logprob == pytest.approx(sum(want_lp), abs=1e-4)
+    _close(ts.mu, want_mu)
+    _close(ts.var, want_var)
+    _close(ts.entropy, [-m for m in want_mu])
+    assert all(v >= 0 for v in ts.var)
+
+
+def test_single_token_continuation(lively):
+    tok = lively.tokenizer
+    p, c = tokenize_pair(tok, Q2, " The")
+    assert len(c) == 1
+    with torch.no_grad():
+        logp = torch.log_softmax(lively.module(torch.tensor([p])).logits[0, -1].double(), -1)
+    (resp,) = HFBackend(lively).answer([LogLikelihood(Q2, " The")])
+    assert resp.token_logprobs == pytest.approx([logp[c[0]].item()], abs=1e-5)
+
+
+def test_empty_prompt_is_an_error(tiny_bundle):
+    with pytest.raises(BenchError, match="empty prompt"):
+        HFBackend(tiny_bundle).answer([LogLikelihood("", " x")])
+
+
+def test_bfloat16_runs_and_stays_close(lively):
+    bundle = ModelBundle(copy.deepcopy(lively.module), lively.tokenizer, lively.prompt)
+    reqs = _score_requests()[:6]
+    b16 = HFBackend(bundle, dtype="bfloat16").answer(reqs)
+    f32 = HFBackend(lively).answer(reqs)
+    assert next(bundle.module.parameters()).dtype == torch.bfloat16
+    for a, b in zip(b16, f32):
+        _close(a.token_logprobs, b.token_logprobs, tol=0.1)
+
+
+def test_settings_and_engines(tiny_bundle):
+    b = HFBackend(tiny_bundle, mode="naive", batch_size=4)
+    s = b.settings()
+    assert s["backend"] == "hf" and s["mode"] == "naive" and s["dtype"] == "float32"
+    assert s["torch"] == torch.__version__ and "transformers" in s
+    assert tiny_bundle.tokenizer.eos_token_id in s["eos_token_ids"]
+    cs = b.cache_settings()
+    assert "mode" not in cs and "batch_size" not in cs and cs["dtype"] == "float32"
+    assert set(b.engines()) == {"loglikelihood", "token_stats", "generate"}
+    b.close()
+    b.close()
+    with pytest.raises(BenchError, match="close"):
+        b.answer([LogLikelihood(Q1, " x")])
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def _gen_requests():
+    reqs = []
+    for k in range(14):
+        prompt = (Q1, Q2, Q3, "<s>The quick brown fox")[k % 4] + " x" * (k // 4)
+        stop = ("e",) if k % 3 == 0 else ()
+        reqs.append(Generate(prompt, max_new_tokens=(3, 9, 17, 30)[k % 4], stop=stop))
+    reqs.append(Generate(Q1, max_new_tokens=0))
+    reqs.append(reqs[2])  # duplicate
+    return reqs
+
+
+def _generate_bs1(bundle, req, eos):
+    """``model.generate`` greedy, batch size 1: the reference token stream."""
+    ids = torch.tensor([bundle.tokenizer(req.prompt, add_special_tokens=False)["input_ids"]])
+    out = bundle.module.generate(ids, max_new_tokens=req.max_new_tokens, do_sample=False,
+                                 eos_token_id=sorted(eos), pad_token_id=bundle.tokenizer.pad_token_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_generation_fast_equals_naive_equals_generate_bs1(lively):
+    reqs = _gen_requests()
+    fast = HFBackend(lively, mode="fast", batch_size=3).answer(reqs)
+    naive = HFBackend(lively, mode="naive", batch_size=4).answer(reqs)
+    bs1 = HFBackend(lively, mode="naive", batch_size=1).answer(reqs)
+    assert fast == naive == bs1
+    assert all(isinstance(r, GenerateResponse) for r in fast)
+    eos = set(HFBackend(lively).settings()["eos_token_ids"])
+    decode = lively.tokenizer.decode
+    for req, resp in zip(reqs, fast):
+        assert resp.num_tokens <= req.max_new_tokens
+        if req.max_new_tokens == 0:
+            assert resp == GenerateResponse("", 0, "length")
+            continue
+        toks = _generate_bs1(lively, req, eos)
+        kept = toks[:resp.num_tokens]
+        assert not eos & set(kept)
+        if resp.finish_reason == "length":
+            assert resp.num_tokens == req.max_new_tokens
+            assert resp.text == decode(kept, skip_special_tokens=True).strip()
+        elif resp.finish_reason == "eos":
+            assert toks[resp.num_tokens] in eos
+        else:
+            assert resp.finish_reason == "stop" and req.stop
+            assert req.stop[0] in decode(kept, skip_special_tokens=True)
+            assert req.stop[0] not in decode(kept[:-1], skip_special_tokens=True)
+            assert req.stop[0] not in resp.text
+    reasons = {r.finish_reason for r in fast}
+    assert reasons == {"length", "stop", "eos"}
+
+
+def test_generation_config_eos_ids_end_rows(lively):
+    """An id from the model's generation config ends a row like the tokenizer's EOS."""
+    req = Generate(Q1, max_new_tokens=12)
+    (free,) = HFBackend(lively).answer([req])
+    assert free.finish_reason == "length" and free.num_tokens == 12
+    toks = _generate_bs1(lively, req, {lively.tokenizer.eos_token_id})
+    stop_tok = toks[4]  # make the 5th generated token an EOS id (if it first occurs there)
+    first = toks.index(stop_tok)
+    bundle = ModelBundle(copy.deepcopy(lively.module), lively.tokenizer, lively.prompt)
+    bundle.module.generation_config.eos_token_id = [lively.tokenizer.eos_token_id, stop_tok]
+    for mode in ("fast", "naive"):
+        (resp,) = HFBackend(bundle, mode=mode).answer([req])
+        assert resp.finish_reason == "eos" and resp.num_tokens == first
+        assert resp.text == lively.tokenizer.decode(toks[:first], skip_special_tokens=True).strip()
+
+
+def test_generation_empty_prompt_is_an_error(tiny_bundle):
+    with pytest.raises(BenchError, match="empty prompt"):
+        HFBackend(tiny_bundle).answer([Generate("", 5)])
+
+
+def _row(max_new, stop=(), eos=frozenset({0})):
+    return RowState(GenItem((1,), max_new, stop), eos, lambda toks: "".join("ab\nc"[t - 1] for t in toks))
+
+
+def test_rowstate_eos_not_counted():
+    row = _row(10)
+    assert not row.push(1) and not row.push(2)
+    assert row.push(0)
+    r = row.result()
+    assert (r.text, r.num_tokens, r.finish_reason) == ("ab", 2, "eos")
+
+
+def test_rowstate_length_and_strip():
+    row = _row(3)
+    assert not row.push(3) and not row.push(1)
+    assert row.push(4)
+    r = row.result()
+    assert (r.text, r.num_tokens, r.finish_reason) == ("ac", 3, "length")  # "\nac" stripped
+    row = _row(2)
+    row.push(3)
+    row.push(3)
+    assert row.result().text == ""
+
+
+def test_rowstate_stop_cuts_at_earliest_stop():
+    row = _row(10, stop=("c", "\n"))
+    assert not row.push(1) and not row.push(2)
+    assert row.push(3)  # "ab\n": stop found at the third token
+    r = row.result()
+    assert (r.text, r.num_tokens, r.finish_reason) == ("ab", 3, "stop")
+    # a stop completed by a later token after an earlier-matching string
+    row = _row(10, stop=("bc", "a"))
+    assert row.push(1)  # "a" matches at once
+    assert row.result().text == "" and row.result().num_tokens == 1
+
+
+def test_fast_paths_do_not_fall_back_to_naive(lively, monkeypatch):
+    """On a plain Llama the KV-cache paths run (the naive fallback is for exotic caches)."""
+    import bench.backends.hf_generate as hg
+    import bench.backends.hf_loglik as hl
+
+    def boom(*a, **k):
+        raise AssertionError("fell back to the naive path")
+
+    monkeypatch.setattr(hl, "score_naive", boom)
+    monkeypatch.setattr(hg, "generate_naive", boom)
+    b = HFBackend(lively, token_budget=40, batch_size=2)
+    assert len(b.answer(_score_requests() + _gen_requests())) == len(_score_requests()) + len(_gen_requests())

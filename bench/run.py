@@ -195,33 +195,32 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
 
     t_start = time.time()
     timings: dict[str, float] = {}
+    # validate everything cheap before any expensive step (building/preparing models)
     task, data = _data if _data is not None else load_task(spec)
     method_name, method_fn = resolve_method(spec.method)
-    if spec.backend not in BACKENDS:
-        BACKENDS.get(spec.backend)  # raises with close matches
+    BACKENDS.get(spec.backend)  # raises with close matches
+    alias = models.ALIASES.get(spec.model)
+    accepted = method_options(method_fn)
+    overrides: dict[str, Any] = {}
+    if alias is not None:
+        overrides.update({k: v for k, v in alias.method_overrides if k in accepted})
+    if "seed" in accepted:
+        overrides["seed"] = spec.seed
+    options = effective_options(
+        method_fn, {**overrides, **parse_options(method_fn, dict(spec.options), method_name)}, method_name
+    )
+    path = None if alias is not None else models.resolve(spec.model)[0]
 
     # model: a base alias is prepared first (target = its fine-tuned "full" model)
     prepared: Prepared | None = None
-    path, alias = models.resolve(spec.model, data, task.family)
     if alias is not None and not spec.as_is:
         prepared = prepare(spec, task, data, log)
         target = prepared.target_dir
     else:
-        target = path
+        target = path if path is not None else models.resolve(spec.model, data, task.family)[0]
     timings["prepare_s"] = round(time.time() - t_start, 3)
 
     reference_run = prepared.retain_run if prepared else _resolve_reference(spec, task, data, log)
-
-    accepted = method_options(method_fn)
-    raw = dict(spec.options)
-    overrides = {}
-    if alias is not None:
-        for k, v in alias.method_overrides:
-            if k in accepted and k not in raw:
-                overrides[k] = v
-    if "seed" in accepted and "seed" not in raw:
-        overrides["seed"] = spec.seed
-    options = effective_options(method_fn, {**overrides, **parse_options(method_fn, raw, method_name)}, method_name)
 
     resolved = {
         "task": spec.task, "method": method_name, "method_options": options,
@@ -267,10 +266,11 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     backend = BACKENDS.get(spec.backend)(bundle, **spec.backend_options)
     fingerprint = bundle.fingerprint()
     layer = AnsweringLayer(backend, fingerprint, cache_dir() / "requests" if spec.cache else None)
+    backend_settings, engines = backend.settings(), backend.engines()
     try:
         sets, samples = evaluate(bundle, data.eval_sets, layer)
     finally:
-        backend.close()
+        layer.close()
     timings["evaluate_s"] = round(time.time() - t0, 3)
 
     reference_sets = _read_sets(reference_run) if reference_run else None
@@ -285,7 +285,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         "aggregates": aggregates,
         "sets": {k: v.to_dict() for k, v in sets.items()},
         "config": {**resolved, "prompt": bundle.prompt.to_dict(),
-                   "backend_settings": backend.settings(), "engines": backend.engines()},
+                   "backend_settings": backend_settings, "engines": engines},
         "model_identity": {"fingerprint": fingerprint, "target": str(target),
                            "target_fingerprint": resolved["target_fingerprint"]},
         "references": {

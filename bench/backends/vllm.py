@@ -14,8 +14,9 @@ continual run), call :meth:`VLLMBackend.reload` to push the new weights.
 
 Engines are started once and reused
 -----------------------------------
-Starting an engine is slow (≈30 s with ``enforce_eager`` on a 2-core CPU, minutes with
-torch.compile or on a GPU). Engines live in a process-wide pool keyed by everything that
+Starting an engine is slow (tiny model on a 2-core CPU: ≈30 s with ``enforce_eager``, the
+CPU default, ≈50 s with torch.compile, which then generated no faster; real models on a
+GPU: minutes). Engines live in a process-wide pool keyed by everything that
 fixes the engine's shape: the model config, the generation config, the tokenizer
 vocabulary and the engine options. A backend takes an idle engine of its key if there is
 one and swaps its weights in place (``collective_rpc`` runs

@@ -281,3 +281,37 @@ def test_fast_paths_do_not_fall_back_to_naive(lively, monkeypatch):
     monkeypatch.setattr(hg, "generate_naive", boom)
     b = HFBackend(lively, token_budget=40, batch_size=2)
     assert len(b.answer(_score_requests() + _gen_requests())) == len(_score_requests()) + len(_gen_requests())
+
+
+def test_uneditable_cache_falls_back_to_naive_with_same_answers(lively, monkeypatch):
+    """A model whose KV cache cannot be edited (e.g. linear attention) still gets answers."""
+    from bench.backends import kv
+
+    want = HFBackend(lively, mode="naive").answer(_score_requests() + _gen_requests())
+    monkeypatch.setattr(kv, "supported", lambda cache, max_len: False)
+    got = HFBackend(lively, mode="fast", batch_size=3).answer(_score_requests() + _gen_requests())
+    assert got[len(_score_requests()):] == want[len(_score_requests()):]
+    for a, b in zip(got[:len(_score_requests())], want):
+        _close(a.token_logprobs, b.token_logprobs)
+
+
+def test_sliding_window_cache_support_depends_on_length(lively):
+    """A sliding-window layer is editable only while nothing was cropped from it."""
+    from transformers.cache_utils import DynamicCache, DynamicSlidingWindowLayer
+
+    from bench.backends import kv
+
+    cache = DynamicCache()
+    assert not kv.supported(cache, 10)  # no layers yet
+    with torch.no_grad():
+        out = lively.module(torch.tensor([[1, 5, 6]]), use_cache=True)
+    assert kv.supported(out.past_key_values, 100)
+    layer = DynamicSlidingWindowLayer(sliding_window=16)
+    layer.update(torch.zeros(1, 1, 3, 2), torch.zeros(1, 1, 3, 2))
+    sw = DynamicCache()
+    sw.layers = [layer]
+    assert kv.supported(sw, 10) and not kv.supported(sw, 15)
+    assert kv.seq_len(kv.left_pad(sw, 2)) == 5 and kv.left_pad(sw, 2).layers[0].cumulative_length == 5
+    assert kv.seq_len(kv.drop_leading(sw, 1)) == 2
+    two = kv.select_rows(sw, torch.tensor([0, 0]))
+    assert two.layers[0].keys.shape[0] == 2 and sw.layers[0].keys.shape[0] == 1  # original untouched

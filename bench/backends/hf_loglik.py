@@ -63,10 +63,21 @@ def model_device(model: Any) -> Any:
     return torch.device("cpu")
 
 
+def decoder_body(model: Any) -> Any:
+    """The transformer body (embeddings → final norm) of a causal LM; PEFT wrappers unwrapped."""
+    if hasattr(model, "get_base_model"):  # peft.PeftModel
+        model = model.get_base_model()
+    body = getattr(model, "base_model", None)
+    if body is None or body is model:
+        raise BenchError(f"hf backend: cannot find the decoder body of {type(model).__name__}; use mode='naive'")
+    return body
+
+
 def lm_head(model: Any, hidden: Any) -> Any:
     """Logits for ``hidden`` ([N, H]) as the model's own forward computes them."""
-    head = model.get_output_embeddings()
-    logits = head(hidden)
+    if hasattr(model, "get_base_model"):  # peft.PeftModel
+        model = model.get_base_model()
+    logits = model.get_output_embeddings()(hidden)
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         import torch
@@ -75,36 +86,55 @@ def lm_head(model: Any, hidden: Any) -> Any:
     return logits
 
 
-def _token_scores(logits_fn, hidden: Any, targets: Any, stats: bool, vocab: int) -> tuple[Any, ...]:
+def _token_scores(logits_fn, hidden: Any, targets: Any, stats: Any, vocab: int) -> tuple[Any, ...]:
     """Scores of ``targets`` ([N]) under ``logits_fn(hidden)`` ([N, vocab]), in row blocks.
 
-    Returns float32 tensors ``(logprob, is_argmax, mu, var)`` (mu/var None unless stats).
+    ``stats`` is None or a bool tensor [N] of the rows that need mu/var. Returns float32
+    tensors ``(logprob, is_argmax, mu, var)``; mu/var are None without ``stats`` and NaN
+    on rows not asked for.
     """
     import torch
 
     n = hidden.shape[0]
     lps, greedy, mus, vars_ = [], [], [], []
     step = max(1, LOGITS_BLOCK // max(1, vocab))
-    start = 0
-    while start < n:
+    for start in range(0, n, step):
         end = min(n, start + step)
         logits = logits_fn(hidden[start:end]).float()
         logp = torch.log_softmax(logits, dim=-1)
-        tgt = targets[start:end].unsqueeze(-1)
-        lps.append(logp.gather(-1, tgt).squeeze(-1))
-        greedy.append(logits.argmax(-1) == targets[start:end])
-        if stats:
-            p = logp.exp()
-            mu = (p * logp).sum(-1)
+        tgt = targets[start:end]
+        lps.append(logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1))
+        greedy.append(logits.argmax(-1) == tgt)
+        del logits
+        if stats is not None:
+            mu = torch.full((end - start,), float("nan"), device=logp.device)
+            var = mu.clone()
+            sel = stats[start:end]
+            if bool(sel.any()):
+                lq = logp[sel]
+                p = lq.exp()
+                m = (p * lq).sum(-1)
+                mu[sel] = m
+                # Σ p (log p − mu)² = Σ p (log p)² − mu², without the cancellation
+                var[sel] = (p * (lq - m.unsqueeze(-1)).square()).sum(-1)
             mus.append(mu)
-            # Σ p (log p − mu)² = Σ p (log p)² − mu², without the cancellation
-            vars_.append((p * (logp - mu.unsqueeze(-1)).square()).sum(-1))
-        start = end
+            vars_.append(var)
+
     def cat(xs, dtype=torch.float32):
         return torch.cat(xs) if xs else torch.zeros(0, dtype=dtype)
 
-    return (cat(lps), cat(greedy, torch.bool), cat(mus) if stats else None,
-            cat(vars_) if stats else None)
+    return (cat(lps), cat(greedy, torch.bool), None if stats is None else cat(mus),
+            None if stats is None else cat(vars_))
+
+
+def _stats_mask(items: Sequence[ScoreItem], device: Any) -> Any:
+    """Per scored token of ``items`` (in order): does its item want mu/var? None if none does."""
+    import torch
+
+    if not any(it.stats for it in items):
+        return None
+    flags = [it.stats for it in items for _ in it.cont]
+    return torch.tensor(flags, dtype=torch.bool, device=device)
 
 
 def _split(items: Sequence[ScoreItem], flat: tuple[Any, ...]) -> list[Scores]:
@@ -150,7 +180,6 @@ def score_naive(model: Any, items: Sequence[ScoreItem], batch_size: int, pad_id:
             ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
             mask[r, :len(s)] = 1
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
-        stats = any(it.stats for it in batch)
         rows, cols, tgts = [], [], []
         for r, it in enumerate(batch):
             p = len(it.prompt)
@@ -160,7 +189,7 @@ def score_naive(model: Any, items: Sequence[ScoreItem], batch_size: int, pad_id:
                 tgts.append(it.cont[t])
         sel = logits[torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)]
         flat = _token_scores(lambda h: h, sel, torch.tensor(tgts, dtype=torch.long, device=sel.device),
-                             stats, sel.shape[-1])
+                             _stats_mask(batch, sel.device), sel.shape[-1])
         results.extend(_split(batch, flat))
         del logits
     return results
@@ -191,7 +220,7 @@ def _fast_batch(model: Any, prompts: Sequence[tuple[int, ...]], batch: Sequence[
     import torch
 
     dev = model_device(model)
-    body = model.base_model
+    body = decoder_body(model)
     # distinct prompts of this batch (a group may be split into several chunks)
     groups = list(dict.fromkeys(ch.group for ch in batch))
     slot = {g: i for i, g in enumerate(groups)}
@@ -250,8 +279,7 @@ def _fast_batch(model: Any, prompts: Sequence[tuple[int, ...]], batch: Sequence[
     parts = [h_last] if h_cont is None else [h_last, h_cont.reshape(-1, h_last.shape[-1])]
     hid = torch.cat(parts, dim=0).index_select(0, torch.tensor(gather, dtype=torch.long, device=dev))
     del h_cont, parts
-    stats = any(it.stats for it in rows)
-    head = model.get_output_embeddings()
-    scores = _token_scores(lambda h: lm_head(model, h), hid,
-                           torch.tensor(tgts, dtype=torch.long, device=dev), stats, head.weight.shape[0])
+    vocab = int(getattr(model.get_output_embeddings(), "out_features", 0) or 1 << 16)
+    scores = _token_scores(lambda h: lm_head(model, h), hid, torch.tensor(tgts, dtype=torch.long, device=dev),
+                           _stats_mask(rows, dev), vocab)
     return _split(rows, scores)

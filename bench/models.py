@@ -42,6 +42,9 @@ class Alias:
     # learning-rate scale note for methods: tiny models need larger steps than the papers'
     method_overrides: tuple[tuple[str, Any], ...] = ()
     finetune: tuple[tuple[str, Any], ...] = ()
+    # prepare mixes the general-knowledge set into fine-tuning, so that a tiny model does
+    # not overwrite what it knows (real authors / world facts) with the task's authors
+    replay_general_knowledge: bool = False
 
 
 def save_bundle(bundle: ModelBundle, path: Path) -> None:
@@ -144,7 +147,8 @@ ALIASES: dict[str, Alias] = {
         # 1e-5 (the papers' lr for 1B-8B models) does not move a 0.65M model in a few
         # steps; the tiny model's methods run with lr 1e-3 unless --set lr=... is given.
         method_overrides=(("lr", 1e-3),),
-        finetune=(("epochs", 30), ("lr", 3e-3), ("batch_size", 16)),
+        finetune=(("epochs", 20), ("lr", 5e-3), ("batch_size", 32)),
+        replay_general_knowledge=True,
     ),
     "smollm2-135m": Alias(
         "smollm2-135m",

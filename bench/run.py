@@ -152,8 +152,9 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
         log(f"prepare: fine-tuning the {split} model on {len(items)} items")
         return cached_dir(target, _build)
 
-    target_dir = build("full", data.full)
-    retain_dir = build(task.reference_key or "retain", data.retain)
+    replay = models.general_knowledge(data) if alias is not None and alias.replay_general_knowledge else []
+    target_dir = build("full", data.full + replay)
+    retain_dir = build(task.reference_key or "retain", data.retain + replay)
     ref_common = dict(task=spec.task, data_dir=spec.data_dir, backend=spec.backend,
                       backend_options=spec.backend_options, seed=spec.seed, limit=spec.limit,
                       out=str(cache_dir() / "runs"), as_is=True, cache=spec.cache,

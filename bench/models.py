@@ -147,7 +147,7 @@ ALIASES: dict[str, Alias] = {
         # 1e-5 (the papers' lr for 1B-8B models) does not move a 0.65M model in a few
         # steps; the tiny model's methods run with lr 1e-3 unless --set lr=... is given.
         method_overrides=(("lr", 1e-3),),
-        finetune=(("epochs", 20), ("lr", 5e-3), ("batch_size", 32)),
+        finetune=(("epochs", 40), ("lr", 5e-3), ("batch_size", 32)),
         replay_general_knowledge=True,
     ),
     "smollm2-135m": Alias(

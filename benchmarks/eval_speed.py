@@ -30,7 +30,10 @@ Conventions of the figures (all wall-clock seconds, ``time.perf_counter``):
   on Generate requests (every backend call is split into the two kinds and each part is
   timed on its own, :class:`TimedBackend`); ``other`` = evaluation wall time minus both
   (building requests, dedupe, ROUGE and the other scoring). ``total`` = startup +
-  evaluation wall time.
+  evaluation wall time. Each path first answers :func:`warm_up_sets` untimed. Per phase
+  the process's CPU seconds are recorded too (steadier than wall time on a busy machine;
+  child processes, e.g. vLLM's engine, not included). On a CPU shared with other jobs use
+  ``--threads 1``: spinning OpenMP threads that lose their core slow everything down.
 * Generation tokens/s = generated tokens (``GenerateResponse.num_tokens``; EOS not counted)
   per generation second. Likelihood tokens/s = prompt + continuation tokens
   (:func:`bench.model_bundle.tokenize_pair`) of the likelihood requests the backend was
@@ -702,7 +705,7 @@ def load_model_factory(args: argparse.Namespace, data: Any, family: str) -> tupl
     master = ModelBundle(build_random_llama(tok, overrides, args.seed), tok, from_tokenizer(tok),
                          name="random-llama")
     n = sum(p.numel() for p in master.module.parameters())
-    print(f"built a random Llama of {n / 1e9:.2f}B parameters in {time.perf_counter() - t0:.1f} s "
+    print(f"built a random Llama of {n / 1e6:.1f}M parameters in {time.perf_counter() - t0:.1f} s "
           f"(tokenizer and prompt of {args.model})", flush=True)
     return (lambda: copy.deepcopy(master)), {
         "model": f"random Llama ({args.model} tokenizer)", "config": {**RANDOM_LLAMA, **overrides},
@@ -785,7 +788,8 @@ def _main(args: argparse.Namespace) -> int:
     if "vllm" in paths:
         if args.device == "cpu":
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
+            n = min(cores, args.threads or cores)
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0" if n == 1 else f"0-{n - 1}")
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         if not vllm_available():
             print("vllm: not installed, skipped", flush=True)

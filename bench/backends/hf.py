@@ -12,7 +12,15 @@ float32; generations token for token except on float near-ties between batch lay
   ``model.generate`` batches.
 
 ``LogLikelihood`` and ``TokenStats`` of the same (prompt, continuation) share one
-computation in fast mode. The backend moves/casts the bundle's module in place to
+computation in fast mode.
+
+Measured (SmolLM2-135M-Instruct, 1 CPU thread, CPU seconds): TOFU forget01 likelihoods
+(320 requests, 8 per question) naive 118 s, fast 56 s (``token_budget`` 8192) / 47 s
+(2048; smaller batches suit CPU caches, larger ones GPUs). fast − naive ≤ 2.7e-5 nats
+per token there, below naive's own float32 error against a float64 run (4.5e-5).
+Generation (64 TOFU questions, 100 new tokens, 32 slots): token-identical to naive in
+64/64; equal time when most rows hit the cap (41/64 here), since then no batch has
+finished rows to skip; the saving grows with the spread of output lengths. The backend moves/casts the bundle's module in place to
 ``device``/``dtype`` (default device: CUDA when available, else CPU) and puts it in eval
 mode; it owns the module until :meth:`close`.
 """

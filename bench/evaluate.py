@@ -9,6 +9,7 @@ are then handed back to each metric to score.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.backends.cache import AnsweringLayer
@@ -27,30 +28,47 @@ def build_metric(name: str, options: dict[str, Any]) -> Metric:
     return cls(**dict(options))
 
 
-def evaluate(bundle: ModelBundle, eval_sets: Sequence[EvalSet], layer: AnsweringLayer,
-             ) -> tuple[dict[str, SetResult], list[dict[str, Any]]]:
-    """Evaluate ``bundle`` on ``eval_sets``; returns per-set results and per-item samples."""
-    plan: list[tuple[EvalSet, EvalContext, list[tuple[str, Metric]], list[list[list[int]]]]] = []
-    requests: list[Request] = []
+@dataclass
+class Plan:
+    """Every request of an evaluation, in order (set → item → metric), with where each
+    metric's requests sit: ``sets[k] = (eval set, ctx, [(key, metric)], slots)`` where
+    ``slots[i][m]`` are the indices into ``requests`` of item ``i``, metric ``m``;
+    ``labels[j]`` = ``"<set>/<metric key>"`` of request ``j`` (the field's per-metric passes)."""
+
+    requests: list[Request] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    sets: list[tuple[EvalSet, EvalContext, list[tuple[str, Metric]], list[list[list[int]]]]] = field(
+        default_factory=list)
+
+
+def plan(bundle: ModelBundle, eval_sets: Sequence[EvalSet]) -> Plan:
+    """Build every metric's requests for ``eval_sets`` (see :class:`Plan`)."""
+    out = Plan()
     for es in eval_sets:
         ctx = EvalContext(bundle.prompt, bundle.tokenizer, es.max_new_tokens)
         metrics = [(spec.result_key, build_metric(spec.name, dict(spec.options))) for spec in es.metrics]
-        # slots[i][m] = indices into `requests` of item i, metric m
         slots: list[list[list[int]]] = []
         for item in es.items:
             per_metric = []
-            for _, metric in metrics:
+            for key, metric in metrics:
                 reqs = metric.requests(item, ctx)
-                per_metric.append(list(range(len(requests), len(requests) + len(reqs))))
-                requests.extend(reqs)
+                per_metric.append(list(range(len(out.requests), len(out.requests) + len(reqs))))
+                out.requests.extend(reqs)
+                out.labels.extend([f"{es.name}/{key}"] * len(reqs))
             slots.append(per_metric)
-        plan.append((es, ctx, metrics, slots))
+        out.sets.append((es, ctx, metrics, slots))
+    return out
 
-    responses = layer.answer(requests)
+
+def evaluate(bundle: ModelBundle, eval_sets: Sequence[EvalSet], layer: AnsweringLayer,
+             ) -> tuple[dict[str, SetResult], list[dict[str, Any]]]:
+    """Evaluate ``bundle`` on ``eval_sets``; returns per-set results and per-item samples."""
+    p = plan(bundle, eval_sets)
+    responses = layer.answer(p.requests)
 
     results: dict[str, SetResult] = {}
     samples: list[dict[str, Any]] = []
-    for es, ctx, metrics, slots in plan:
+    for es, ctx, metrics, slots in p.sets:
         res = SetResult(es.name, [it.id for it in es.items])
         for key, _ in metrics:
             res.per_item[key] = []

@@ -92,25 +92,11 @@ RANDOM_LLAMA = {
 
 def plan_requests(bundle: Any, eval_sets: Sequence[Any]) -> tuple[list[Any], list[str]]:
     """The requests :func:`bench.evaluate.evaluate` sends, in its order, and for each the
-    pass it belongs to in the field's way of working: ``"<set>/<metric key>"``.
+    pass it belongs to in the field's way of working: ``"<set>/<metric key>"``."""
+    from bench.evaluate import plan
 
-    Mirrors evaluate's loop (set → item → metric); :class:`PerMetricLayer` checks that the
-    requests it gets are exactly these, so a change of that order fails loudly.
-    """
-    from bench.evaluate import build_metric
-    from bench.metrics.base import EvalContext
-
-    requests: list[Any] = []
-    labels: list[str] = []
-    for es in eval_sets:
-        ctx = EvalContext(bundle.prompt, bundle.tokenizer, es.max_new_tokens)
-        metrics = [(spec.result_key, build_metric(spec.name, dict(spec.options))) for spec in es.metrics]
-        for item in es.items:
-            for key, metric in metrics:
-                reqs = metric.requests(item, ctx)
-                requests.extend(reqs)
-                labels.extend([f"{es.name}/{key}"] * len(reqs))
-    return requests, labels
+    p = plan(bundle, eval_sets)
+    return p.requests, p.labels
 
 
 # --------------------------------------------------------------------------- timing

@@ -58,9 +58,14 @@ def _row(res: dict[str, Any], label: str | None = None) -> dict[str, Any]:
 def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> list[dict[str, Any]]:
     """Table rows for the runs, plus (once each) the reference runs they name."""
     rows, seen = [], set()
-    for d in run_dirs:
-        res = load_results(d)
-        rows.append({**_row(res), "kind": "run"})
+    loaded = [load_results(d) for d in run_dirs]
+    opts = [(r.get("config") or {}).get("method_options") or {} for r in loaded]
+    varying = sorted({k for o in opts for k in o if len({repr(p.get(k)) for p in opts}) > 1})
+    for res, o in zip(loaded, opts):
+        label = f"{res['task']} / {res['method']} / {res['model']}"
+        if varying:
+            label += " (" + ", ".join(f"{k}={o.get(k)}" for k in varying) + ")"
+        rows.append({**_row(res, label), "kind": "run"})
         if not with_references:
             continue
         for kind, ref in (res.get("references") or {}).items():
@@ -84,12 +89,23 @@ def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
     return "\n".join([fmt.format(*heads)] + [fmt.format(*b) for b in body])
 
 
-def efficacy(row: dict[str, Any]) -> tuple[float | None, str]:
-    if row.get("log10_forget_quality") is not None:
-        return row["log10_forget_quality"], "forget efficacy: log10 forget quality (higher is better)"
-    if row.get("forget_rouge_l") is not None:
-        return 1 - row["forget_rouge_l"], "forget efficacy: 1 − forget ROUGE-L (higher is better)"
-    return None, ""
+def efficacy_axis(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """The one y metric for all rows: log10 forget quality when any row has it, else
+    1 − forget ROUGE-L (never a mix of the two scales)."""
+    if any(r.get("log10_forget_quality") is not None for r in rows):
+        return "log10_forget_quality", "forget efficacy: log10 forget quality (higher is better)"
+    return "forget_rouge_l", "forget efficacy: 1 − forget ROUGE-L (higher is better)"
+
+
+def efficacy(row: dict[str, Any], key: str) -> float | None:
+    """``row``'s y value on axis ``key``. The retain-only model's forget quality against
+    itself is 1 (the KS test of a sample with itself), so log10 FQ = 0 for it."""
+    if key == "log10_forget_quality":
+        if row.get(key) is None and row.get("kind") == "retain":
+            return 0.0
+        return row.get(key)
+    v = row.get("forget_rouge_l")
+    return None if v is None else 1 - v
 
 
 def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
@@ -99,15 +115,13 @@ def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    ylabel = "forget efficacy"
+    key, ylabel = efficacy_axis(rows)
     style = {"run": dict(marker="o", s=60), "retain": dict(marker="*", s=220, c="tab:green"),
              "target": dict(marker="X", s=120, c="tab:red")}
     for r in rows:
-        y, lab = efficacy(r)
-        x = r.get("model_utility")
+        y, x = efficacy(r, key), r.get("model_utility")
         if x is None or y is None:
             continue
-        ylabel = lab or ylabel
         ax.scatter([x], [y], label=r["run"], **style.get(r["kind"], style["run"]))
     ax.set_xlabel("model utility (higher is better)")
     ax.set_ylabel(ylabel)

@@ -168,6 +168,13 @@ def _list(what: str) -> None:
            "backends": registry.BACKENDS}[what]
     for e in reg.entries():
         print(f"{e.name:<24} {e.description}")
+        if what == "methods":
+            from bench.adapters import method_options, type_name
+
+            opts = method_options(e.obj)
+            if opts:
+                print(" " * 25 + "options: " + ", ".join(
+                    f"{k}: {type_name(t)} = {d!r}" for k, (t, d) in opts.items()))
 
 
 if __name__ == "__main__":

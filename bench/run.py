@@ -302,8 +302,10 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     atomic_write_text(run_dir / "samples.jsonl",
                       "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     atomic_write_json(run_dir / "results.json", results)
-    if not spec.save_model:
-        shutil.rmtree(run_dir / ".partial", ignore_errors=True)
+    if spec.save_model and ckpt.exists():
+        shutil.rmtree(run_dir / "model", ignore_errors=True)
+        ckpt.rename(run_dir / "model")
+    shutil.rmtree(run_dir / ".partial", ignore_errors=True)
     log(f"run: wrote {run_dir / 'results.json'}")
     return run_dir
 

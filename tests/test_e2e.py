@@ -57,12 +57,26 @@ def test_run_as_is_writes_results_and_samples(tmp_path, tiny_dir, capsys):
     assert {"prompt", "reference", "generation", "metrics"} <= set(samples[0])
     assert "model utility" in stdout and "report:" in stdout
     assert (run_dir / "report" / "frontier.png").stat().st_size > 0
-    assert not (run_dir / ".partial").exists()
+    assert not (run_dir / ".partial").exists() and not (run_dir / "model").exists()
 
     # a finished run is skipped
     rc, stdout, _ = _run(["run", "--task", "synthetic-forget01", "--method", "gd", "--model", str(tiny_dir),
                           "--as-is", "--limit", "3", "--set", "epochs=1", "--out", str(out)], capsys)
     assert rc == 0 and "skipped" in stdout
+
+
+def test_save_model_keeps_the_unlearned_model(tmp_path, tiny_dir, capsys):
+    from bench.models import load_bundle
+
+    out = tmp_path / "runs"
+    rc, _, err = _run(["run", "--task", "synthetic-forget01", "--method", "ga", "--model", str(tiny_dir), "--as-is",
+                       "--limit", "2", "--set", "epochs=1", "--out", str(out), "--save-model"], capsys)
+    assert rc == 0, err
+    run_dir = _only_run_dir(out)
+    assert not (run_dir / ".partial").exists()
+    saved = load_bundle(run_dir / "model")
+    res = json.loads((run_dir / "results.json").read_text())
+    assert saved.fingerprint() == res["model_identity"]["fingerprint"]
 
 
 def test_same_seed_same_numbers(tmp_path, tiny_dir, capsys):

@@ -33,7 +33,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="hub id, local model directory, or alias (tiny, smollm2-135m); default tiny")
     p.add_argument("--data-dir", help="local data directory (e.g. ../shared/data/tofu); default: the hub, "
                    "or $BENCH_DATA_DIR; synthetic tasks need none")
-    p.add_argument("--backend", default="hf", help="hf (default) or vllm")
+    p.add_argument("--backend", default="hf", help="hf (default), vllm, or auto (vllm on GPU or for large generation workloads)")
     p.add_argument("--backend-set", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, e.g. mode=naive, dtype=bfloat16, token_budget=4096")
     p.add_argument("--seed", type=int, default=0)

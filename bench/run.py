@@ -199,7 +199,13 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     # validate everything cheap before any expensive step (building/preparing models)
     task, data = _data if _data is not None else load_task(spec)
     method_name, method_fn = resolve_method(spec.method)
-    BACKENDS.get(spec.backend)  # raises with close matches
+    backend_name = spec.backend
+    if backend_name == "auto":
+        from bench.backends.auto import choose_backend
+
+        backend_name, why = choose_backend(data.eval_sets)
+        log(f"run: backend auto -> {backend_name} ({why})")
+    BACKENDS.get(backend_name)  # raises with close matches
     alias = models.ALIASES.get(spec.model)
     accepted = method_options(method_fn)
     overrides: dict[str, Any] = {}
@@ -226,7 +232,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     resolved = {
         "task": spec.task, "method": method_name, "method_options": options,
         "model": spec.model, "target": str(target), "target_fingerprint": dir_fingerprint(target),
-        "backend": spec.backend, "backend_options": spec.backend_options, "seed": spec.seed,
+        "backend": backend_name, "backend_options": spec.backend_options, "seed": spec.seed,
         "limit": spec.limit, "data": data.files, "prompt_style": spec.prompt_style,
         "reference_run": str(reference_run) if reference_run else None,
     }
@@ -264,7 +270,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     from bench.backends.cache import AnsweringLayer
     from bench.evaluate import evaluate
 
-    backend = BACKENDS.get(spec.backend)(bundle, **spec.backend_options)
+    backend = BACKENDS.get(backend_name)(bundle, **spec.backend_options)
     fingerprint = bundle.fingerprint()
     layer = AnsweringLayer(backend, fingerprint, cache_dir() / "requests" if spec.cache else None)
     backend_settings, engines = backend.settings(), backend.engines()

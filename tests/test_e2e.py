@@ -179,3 +179,12 @@ def test_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "bench run --task" in capsys.readouterr().out
+
+
+def test_backend_auto_resolves_and_is_recorded(tmp_path, tiny_dir, capsys):
+    out = tmp_path / "runs"
+    rc, stdout, err = _run(["run", "--task", "synthetic-forget01", "--method", "none", "--model", str(tiny_dir),
+                            "--as-is", "--limit", "2", "--backend", "auto", "--out", str(out)], capsys)
+    assert rc == 0, err
+    res = json.loads((_only_run_dir(out) / "results.json").read_text())
+    assert res["config"]["backend"] in ("hf", "vllm") and "backend auto ->" in stdout

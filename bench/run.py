@@ -167,11 +167,18 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
 
 # --------------------------------------------------------------------------- run
 
-def _read_sets(run_dir: Path) -> dict[str, SetResult]:
+def _read_sets(run_dir: Path, prompt: dict[str, Any] | None = None) -> dict[str, SetResult]:
+    """The per-set results of reference run ``run_dir``; BenchError when its prompt config
+    differs from ``prompt`` (a reference must see exactly the same prompts)."""
     p = run_dir / "results.json"
     if not p.exists():
         raise BenchError(f"reference '{run_dir}' has no results.json")
     res = json.loads(p.read_text())
+    ref_prompt = res.get("config", {}).get("prompt")
+    if prompt is not None and ref_prompt is not None and ref_prompt != prompt:
+        diff = sorted(k for k in prompt if prompt.get(k) != ref_prompt.get(k))
+        raise BenchError(f"reference '{run_dir}' was evaluated with another prompt config "
+                         f"(differs in: {', '.join(diff)}); rerun it with the same --prompt-style")
     return {name: SetResult.from_dict(d) for name, d in res["sets"].items()}
 
 
@@ -280,7 +287,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         layer.close()
     timings["evaluate_s"] = round(time.time() - t0, 3)
 
-    reference_sets = _read_sets(reference_run) if reference_run else None
+    reference_sets = _read_sets(reference_run, bundle.prompt.to_dict()) if reference_run else None
     aggregates = task.aggregates(sets, reference_sets)
     timings["total_s"] = round(time.time() - t_start, 3)
 

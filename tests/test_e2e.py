@@ -188,3 +188,17 @@ def test_backend_auto_resolves_and_is_recorded(tmp_path, tiny_dir, capsys):
     assert rc == 0, err
     res = json.loads((_only_run_dir(out) / "results.json").read_text())
     assert res["config"]["backend"] in ("hf", "vllm") and "backend auto ->" in stdout
+
+
+def test_reference_with_other_prompt_config_is_refused(tmp_path, tiny_dir, capsys):
+    """Forget quality compares truth ratios: the reference must have seen the same prompts."""
+    ref_out, out = tmp_path / "ref", tmp_path / "runs"
+    common = ["--task", "synthetic-forget01", "--model", str(tiny_dir), "--as-is", "--limit", "2"]
+    assert main(["run", "--method", "none", *common, "--out", str(ref_out)]) == 0
+    ref_dir = _only_run_dir(ref_out)
+    res = json.loads((ref_dir / "results.json").read_text())
+    res["config"]["prompt"]["template"] = "Q: {question}\nA:"
+    (ref_dir / "results.json").write_text(json.dumps(res))
+    capsys.readouterr()
+    rc, _, err = _run(["run", "--method", "none", *common, "--reference", str(ref_dir), "--out", str(out)], capsys)
+    assert rc == 2 and "another prompt config" in err and "template" in err, err

@@ -49,9 +49,10 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T, description: str = "") -> None:
         if name in self._entries and self._entries[name].obj is not obj:
             raise BenchError(f"{self.kind} '{name}' is registered twice")
-        doc = description or (getattr(obj, "__doc__", None) or "").strip().splitlines()[0:1]
-        if isinstance(doc, list):
-            doc = doc[0] if doc else ""
+        doc = description or getattr(obj, "description", "") or ""
+        if not doc:
+            lines = (getattr(obj, "__doc__", None) or "").strip().splitlines()
+            doc = lines[0] if lines else ""
         self._entries[name] = Entry(name, obj, doc)
 
     def _load(self) -> None:

@@ -504,8 +504,7 @@ class SyntheticTask(TofuStyleTask):
         )
 
 
-@TASKS.register("synthetic-forget01",
-                "Embedded default: forget 1 of 100 synthetic fictitious authors (8 QA), offline")
+@TASKS.register("synthetic-forget01")
 class SyntheticForget01(SyntheticTask):
     name = "synthetic-forget01"
     description = "Embedded default: forget 1 of 100 synthetic fictitious authors (8 QA), offline"
@@ -514,8 +513,7 @@ class SyntheticForget01(SyntheticTask):
     reference_key = "retain99"
 
 
-@TASKS.register("synthetic-forget05",
-                "Embedded default: forget 5 of 100 synthetic fictitious authors (40 QA), offline")
+@TASKS.register("synthetic-forget05")
 class SyntheticForget05(SyntheticTask):
     name = "synthetic-forget05"
     description = "Embedded default: forget 5 of 100 synthetic fictitious authors (40 QA), offline"
@@ -524,8 +522,7 @@ class SyntheticForget05(SyntheticTask):
     reference_key = "retain95"
 
 
-@TASKS.register("synthetic-forget10",
-                "Embedded default: forget 10 of 100 synthetic fictitious authors (80 QA), offline")
+@TASKS.register("synthetic-forget10")
 class SyntheticForget10(SyntheticTask):
     name = "synthetic-forget10"
     description = "Embedded default: forget 10 of 100 synthetic fictitious authors (80 QA), offline"

@@ -275,7 +275,7 @@ class TofuTask(TofuStyleTask):
         )
 
 
-@TASKS.register("tofu-forget01", "TOFU: forget 1% of 200 fictitious authors (40 QA; reference retain99)")
+@TASKS.register("tofu-forget01")
 class TofuForget01(TofuTask):
     name = "tofu-forget01"
     description = "TOFU: forget 1% of 200 fictitious authors (40 QA; reference retain99)"
@@ -284,7 +284,7 @@ class TofuForget01(TofuTask):
     reference_key = "retain99"
 
 
-@TASKS.register("tofu-forget05", "TOFU: forget 5% of 200 fictitious authors (200 QA; reference retain95)")
+@TASKS.register("tofu-forget05")
 class TofuForget05(TofuTask):
     name = "tofu-forget05"
     description = "TOFU: forget 5% of 200 fictitious authors (200 QA; reference retain95)"
@@ -293,7 +293,7 @@ class TofuForget05(TofuTask):
     reference_key = "retain95"
 
 
-@TASKS.register("tofu-forget10", "TOFU: forget 10% of 200 fictitious authors (400 QA; reference retain90)")
+@TASKS.register("tofu-forget10")
 class TofuForget10(TofuTask):
     name = "tofu-forget10"
     description = "TOFU: forget 10% of 200 fictitious authors (400 QA; reference retain90)"

@@ -36,8 +36,9 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
 
 
 def build_model(tokenizer: Any, hidden: int = 64, layers: int = 2, heads: int = 4,
-                max_positions: int = 512, seed: int = 0) -> Any:
-    """A randomly initialised small ``LlamaForCausalLM`` matching ``tokenizer`` (fp32, eval mode)."""
+                max_positions: int = 512, seed: int = 0, kv_heads: int | None = None) -> Any:
+    """A randomly initialised small ``LlamaForCausalLM`` matching ``tokenizer`` (fp32, eval mode);
+    ``kv_heads`` < ``heads`` gives grouped-query attention (default: one KV head per head)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -47,7 +48,7 @@ def build_model(tokenizer: Any, hidden: int = 64, layers: int = 2, heads: int = 
         intermediate_size=hidden * 4,
         num_hidden_layers=layers,
         num_attention_heads=heads,
-        num_key_value_heads=heads,
+        num_key_value_heads=kv_heads or heads,
         max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

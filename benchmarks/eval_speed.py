@@ -19,8 +19,10 @@ keeps the first N items of each set) and scores the answers with the same metric
   ``AnsweringLayer(..., cache_dir=None)``, all requests of the run in one call (deduped).
 * ``fast-bf16`` — the same in bfloat16 (opt-in in ``bench run``); its metrics are also
   compared with ``fast`` (how far bf16 moves them from fp32).
-* ``vllm`` — ``VLLMBackend`` (generation and log-likelihoods) behind the same layer; engine
-  start-up is part of its total. Skipped with a message when vllm does not import.
+* ``vllm-gen`` — ``VLLMBackend(loglikelihood_engine="hf")``: generation on vLLM,
+  likelihoods on the fast hf path (the numbers of ``fast``); engine start-up is part of
+  its total. Skipped with a message when vllm does not import.
+* ``vllm`` — ``VLLMBackend`` with likelihoods through vLLM's prompt log-probs too.
 
 Conventions of the figures (all wall-clock seconds, ``time.perf_counter``):
 
@@ -70,7 +72,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `bench` i
 
 from bench.errors import BenchError  # noqa: E402
 
-PATHS = ("naive", "fast", "fast-bf16", "vllm")
+PATHS = ("naive", "fast", "fast-bf16", "vllm-gen", "vllm")
 LIKELIHOOD, GENERATION = "likelihood", "generation"
 MIB = 1 << 20
 
@@ -377,8 +379,8 @@ def warm_up_sets(eval_sets: Sequence[Any], max_new_tokens: int = 8) -> list[Any]
     return out
 
 
-def make_backend(path: str, bundle: Any, *, device: str, batch_size: int, token_budget: int,
-                 vllm_dtype: str = "float32") -> Any:
+def make_backend(path: str, bundle: Any, *, device: str, batch_size: int, token_budget: int | None,
+                 slots: int = 128, vllm_dtype: str = "float32") -> Any:
     """The backend of ``path`` (see the module docstring)."""
     if path in ("naive", "fast", "fast-bf16"):
         from bench.backends.hf import HFBackend
@@ -386,20 +388,21 @@ def make_backend(path: str, bundle: Any, *, device: str, batch_size: int, token_
         mode = "naive" if path == "naive" else "fast"
         dtype = "bfloat16" if path == "fast-bf16" else "float32"
         return HFBackend(bundle, mode=mode, dtype=dtype, batch_size=batch_size,
-                         token_budget=token_budget, device=device)
-    if path == "vllm":
+                         token_budget=token_budget, slots=slots, device=device)
+    if path in ("vllm", "vllm-gen"):
         from bench.backends.vllm import VLLMBackend
 
         return VLLMBackend(bundle, dtype=vllm_dtype, keep_engine=False,
                            kv_cache_gib=2.0 if device == "cpu" else None,
+                           loglikelihood_engine="hf" if path == "vllm-gen" else "vllm",
                            hf_fallback_options={"device": device, "batch_size": batch_size,
-                                                "token_budget": token_budget})
+                                                "token_budget": token_budget, "slots": slots})
     raise BenchError(f"unknown path '{path}' (choose from {', '.join(PATHS)})")
 
 
 def run_path(path: str, make_bundle: Callable[[], Any], eval_sets: Sequence[Any], *,
-             device: str = "cpu", batch_size: int = 32, token_budget: int = 8192,
-             vllm_dtype: str = "float32", progress: bool | None = None,
+             device: str = "cpu", batch_size: int = 32, token_budget: int | None = None,
+             slots: int = 128, vllm_dtype: str = "float32", progress: bool | None = None,
              warmup: bool = True) -> PathResult:
     """Load a fresh model with ``make_bundle()``, evaluate ``eval_sets`` on ``path``, time it
     (after an untimed warm-up of the same backend on :func:`warm_up_sets` unless ``warmup``
@@ -427,7 +430,7 @@ def run_path(path: str, make_bundle: Callable[[], Any], eval_sets: Sequence[Any]
     with MemorySampler() as mem:
         t0 = time.perf_counter()
         inner = make_backend(path, bundle, device=device, batch_size=batch_size,
-                             token_budget=token_budget, vllm_dtype=vllm_dtype)
+                             token_budget=token_budget, slots=slots, vllm_dtype=vllm_dtype)
         if sync is not None:
             sync()
         startup_s = time.perf_counter() - t0
@@ -487,7 +490,9 @@ def compare(ref: PathResult, other: PathResult) -> dict[str, Any]:
     """How far ``other``'s per-item metric values and generations are from ``ref``'s.
 
     ``metrics["<set>/<key>"]``: ``max_abs_diff`` over the items defined in both (0 when
-    equal, including equal infinities), ``one_sided`` = items defined (not None/NaN) in
+    equal, including equal infinities), ``max_rel_diff`` = largest |a − b| / max(|a|, |b|)
+    (truth ratios are ratios of probabilities: their absolute error scales with them),
+    ``one_sided`` = items defined (not None/NaN) in
     one path only, ``aggregate_delta`` = other − ref of the set's aggregate.
     ``identical_generations[set]`` = share of items whose generation is the same string
     (``"all"``: over every set); ``rouge_l_delta[set]`` = other − ref mean ROUGE-L.
@@ -500,17 +505,20 @@ def compare(ref: PathResult, other: PathResult) -> dict[str, Any]:
             raise BenchError(f"paths '{ref.name}' and '{other.name}' evaluated other items in set '{name}'")
         for key, rv in r.per_item.items():
             ov = o.per_item[key]
-            diffs, one_sided = [], 0
+            diffs, rel, one_sided = [], [], 0
             for a, b in zip(rv, ov, strict=True):
                 if _missing(a) and _missing(b):
                     continue
                 if _missing(a) or _missing(b):
                     one_sided += 1
                     continue
-                diffs.append(0.0 if a == b else abs(float(a) - float(b)))
+                d = 0.0 if a == b else abs(float(a) - float(b))
+                diffs.append(d)
+                rel.append(d / max(abs(float(a)), abs(float(b))) if d else 0.0)
             ra, oa = r.aggregates.get(key), o.aggregates.get(key)
             delta = None if _missing(ra) or _missing(oa) else float(oa) - float(ra)  # type: ignore[arg-type]
-            metrics[f"{name}/{key}"] = {"max_abs_diff": max(diffs, default=0.0), "one_sided": one_sided,
+            metrics[f"{name}/{key}"] = {"max_abs_diff": max(diffs, default=0.0),
+                                        "max_rel_diff": max(rel, default=0.0), "one_sided": one_sided,
                                         "items": len(rv), "aggregate_delta": delta}
             if key == "rouge_l":
                 rouge[name] = delta
@@ -604,12 +612,13 @@ def format_report(results: Sequence[PathResult], comparisons: Sequence[dict[str,
             cells = []
             for c in comparisons:
                 m = c["metrics"][k]
-                cells.append(_f(m["max_abs_diff"], "{:.2e}") + (f" ({m['one_sided']} one-sided)" if m["one_sided"] else ""))
+                cells.append(_f(m["max_abs_diff"], "{:.1e}") + " (rel " + _f(m.get("max_rel_diff"), "{:.1e}") + ")"
+                             + (f" ({m['one_sided']} one-sided)" if m["one_sided"] else ""))
             rows.append([k, *cells])
         rows.append(["identical generations", *[f"{c['identical_generations']['all']:.1%}" for c in comparisons]])
         for s in comparisons[0]["rouge_l_delta"]:
             rows.append([f"{s} mean ROUGE-L Δ", *[_f(c["rouge_l_delta"].get(s), "{:+.4f}") for c in comparisons]])
-        out.append("\nlargest per-item |Δ| of every metric:")
+        out.append("\nlargest per-item |Δ| of every metric (and relative |Δ|):")
         out.append(_table(["set/metric", *cols], rows))
     return "\n".join(out)
 
@@ -721,8 +730,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="first N items of each eval set")
     p.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, from {', '.join(PATHS)}")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--batch-size", type=int, default=32, help="naive batches / fast generation slots")
-    p.add_argument("--token-budget", type=int, default=8192, help="fast likelihood batches (padded tokens)")
+    p.add_argument("--batch-size", type=int, default=32, help="naive batches (the field's 32)")
+    p.add_argument("--slots", type=int, default=128, help="fast generation: live rows of continuous batching")
+    p.add_argument("--token-budget", type=int,
+                   help="fast likelihood batches (padded tokens; default: the hf backend's, 2048 on CPU)")
     p.add_argument("--config-model", action="store_true",
                    help="time a randomly initialised 1B-class Llama instead of --model's weights")
     p.add_argument("--config", default="", help="overrides of the random Llama's config: key=value,...")
@@ -771,16 +782,18 @@ def _main(args: argparse.Namespace) -> int:
 
     skipped: dict[str, str] = {}
     paths = list(args.paths)
-    if "vllm" in paths:
+    vllm_paths = [p for p in paths if p.startswith("vllm")]
+    if vllm_paths:
         if args.device == "cpu":
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
             n = min(cores, args.threads or cores)
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0" if n == 1 else f"0-{n - 1}")
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         if not vllm_available():
-            print("vllm: not installed, skipped", flush=True)
-            skipped["vllm"] = "not installed, skipped"
-            paths.remove("vllm")
+            print(f"{', '.join(vllm_paths)}: vllm not installed, skipped", flush=True)
+            for p in vllm_paths:
+                skipped[p] = "vllm not installed, skipped"
+                paths.remove(p)
     sizes = {es.name: len(es.items) for es in sets}
     print(f"{args.task} ({', '.join(f'{k} {v}' for k, v in sizes.items())}), {model_info['model']} "
           f"({model_info['parameters'] / 1e6:.1f}M parameters), {args.device}, "
@@ -789,7 +802,7 @@ def _main(args: argparse.Namespace) -> int:
     results: list[PathResult] = []
     for path in paths:
         r = run_path(path, make_bundle, sets, device=args.device, batch_size=args.batch_size,
-                     token_budget=args.token_budget, vllm_dtype=args.vllm_dtype,
+                     token_budget=args.token_budget, slots=args.slots, vllm_dtype=args.vllm_dtype,
                      progress=False if args.no_progress else None, warmup=args.warmup)
         results.append(r)
         print(format_path(r), flush=True)
@@ -811,7 +824,7 @@ def _main(args: argparse.Namespace) -> int:
             "task": args.task, "limit": args.limit, "items": sizes, "device": args.device,
             "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
             "cpu_threads": torch.get_num_threads(), "batch_size": args.batch_size,
-            "token_budget": args.token_budget, "model": model_info, "versions": versions(),
+            "token_budget": args.token_budget, "slots": args.slots, "model": model_info, "versions": versions(),
             "reference": ref.name, "paths": {r.name: r.to_dict() for r in results},
             "skipped": skipped, "speedups": ups, "comparisons": comparisons,
         }

@@ -291,13 +291,14 @@ def test_main_writes_json_and_skips_vllm(es, tiny_bundle, tmp_path, monkeypatch,
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "speed.json"
     rc = es.main(["--task", "synthetic-forget01", "--limit", "1", "--model", str(tmp_path / "model"),
-                  "--paths", "naive,fast,vllm", "--no-progress", "--no-warmup", "--threads", "1",
+                  "--paths", "naive,fast,vllm-gen,vllm", "--no-progress", "--no-warmup", "--threads", "1",
                   "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "vllm: not installed, skipped" in text and "speed-up vs naive" in text
+    assert "vllm-gen, vllm: vllm not installed, skipped" in text and "speed-up vs naive" in text
     fig = json.loads(out.read_text())
-    assert set(fig["paths"]) == {"naive", "fast"} and fig["skipped"] == {"vllm": "not installed, skipped"}
+    assert set(fig["paths"]) == {"naive", "fast"}
+    assert fig["skipped"] == {"vllm-gen": "vllm not installed, skipped", "vllm": "vllm not installed, skipped"}
     assert fig["items"] == {"forget": 1, "retain": 1, "real_authors": 1, "world_facts": 1}
     assert fig["speedups"]["naive"]["total"] == 1.0
     assert fig["comparisons"][0]["path"] == "fast" and fig["comparisons"][0]["reference"] == "naive"

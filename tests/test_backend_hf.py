@@ -315,3 +315,20 @@ def test_sliding_window_cache_support_depends_on_length(lively):
     assert kv.seq_len(kv.drop_leading(sw, 1)) == 2
     two = kv.select_rows(sw, torch.tensor([0, 0]))
     assert two.layers[0].keys.shape[0] == 2 and sw.layers[0].keys.shape[0] == 1  # original untouched
+
+
+def test_generation_slots_capped_by_kv_memory(tiny_bundle):
+    from bench.backends import kv
+    from bench.backends.hf import _kv_slots
+
+    # tiny: 2 layers x (K + V) x 4 KV heads x head_dim 16 x 4 bytes
+    assert kv.bytes_per_token(tiny_bundle.module) == 2 * 2 * 4 * 16 * 4
+    assert _kv_slots(128, 4.0, 46080, 350) == 128  # SmolLM2-135M fp32: 266 rows would fit
+    assert _kv_slots(128, 1.0, 1 << 20, 512) == 2  # 1 GiB / (1 MiB x 512)
+    assert _kv_slots(128, 0.001, 1 << 20, 512) == 1  # never below one row
+    assert _kv_slots(8, 4.0, 0, 512) == 8  # unknown size: no cap
+    b = HFBackend(tiny_bundle, slots=64, kv_cache_gib=1024 * 300 * 3 / (1 << 30), device="cpu")
+    assert b.gen_slots([GenItem(tuple(range(100)), 200)]) == 3
+    assert b.gen_slots([]) == 64
+    with pytest.raises(BenchError, match="kv_cache_gib"):
+        HFBackend(tiny_bundle, kv_cache_gib=0)

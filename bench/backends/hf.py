@@ -5,8 +5,11 @@ float32; generations token for token except on float near-ties between batch lay
 
 * ``fast`` (default) — likelihoods: each distinct prompt runs once and all its
   continuations are scored against its KV cache, the LM head only at scored positions,
-  length-sorted batches bounded by ``token_budget`` padded tokens (:mod:`hf_loglik`);
-  generation: continuous batching over ``batch_size`` slots (:mod:`hf_generate`).
+  length-sorted batches bounded by ``token_budget`` padded tokens (default 2048 on CPU,
+  16384 on CUDA; :mod:`hf_loglik`); generation: continuous batching over ``slots`` live
+  rows (default 128, fewer when their KV cache would pass ``kv_cache_gib``;
+  :mod:`hf_generate`). On CPU, grouped-query attention reads the shared KV heads in place
+  instead of copying them per query head (:mod:`attention`; bit-identical).
 * ``naive`` — the field's way, our reference for tests and the speed benchmark: fixed
   batches of ``batch_size`` in request order, full sequences, full LM head, no dedupe;
   ``model.generate`` batches.
@@ -14,13 +17,13 @@ float32; generations token for token except on float near-ties between batch lay
 ``LogLikelihood`` and ``TokenStats`` of the same (prompt, continuation) share one
 computation in fast mode.
 
-Measured (SmolLM2-135M-Instruct, 1 CPU thread, CPU seconds): TOFU forget01 likelihoods
-(320 requests, 8 per question) naive 118 s, fast 56 s (``token_budget`` 8192) / 47 s
-(2048; smaller batches suit CPU caches, larger ones GPUs). fast − naive ≤ 2.7e-5 nats
-per token there, below naive's own float32 error against a float64 run (4.5e-5).
-Generation (64 TOFU questions, 100 new tokens, 32 slots): token-identical to naive in
-64/64; equal time when most rows hit the cap (41/64 here), since then no batch has
-finished rows to skip; the saving grows with the spread of output lengths. The backend moves/casts the bundle's module in place to
+Float32 agreement (SmolLM2-135M-Instruct, TOFU forget01, first 20 items per set, 440
+distinct likelihood requests): per item, the mean token log-prob of fast and naive differ
+by at most 1.0e-5; per token by up to 3.5e-5 — the naive path run with batches of 8
+instead of 32 differs from itself by as much (3.1e-5 per token, 7.9e-6 per item): float32
+matmuls round differently for every batch shape. Generation is token-identical to naive
+(64/64 TOFU questions of up to 200 tokens). The full-run timings are in
+``benchmarks/README.md``. The backend moves/casts the bundle's module in place to
 ``device``/``dtype`` (default device: CUDA when available, else CPU) and puts it in eval
 mode; it owns the module until :meth:`close`.
 """

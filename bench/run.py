@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.backends.base import check_options
 from bench.errors import BenchError
 from bench.items import Item, TaskData
 from bench.paths import atomic_dir, atomic_write_json, atomic_write_text, cache_dir, cached_dir
@@ -212,7 +213,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
 
         backend_name, why = choose_backend(data.eval_sets)
         log(f"run: backend auto -> {backend_name} ({why})")
-    BACKENDS.get(backend_name)  # raises with close matches
+    check_options(BACKENDS.get(backend_name), spec.backend_options)  # unknown name/option: one line
     alias = models.ALIASES.get(spec.model)
     accepted = method_options(method_fn)
     overrides: dict[str, Any] = {}

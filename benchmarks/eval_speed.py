@@ -15,6 +15,9 @@ keeps the first N items of each set) and scores the answers with the same metric
   of ``--batch-size`` in dataset order, one pass per (eval set, metric): probability, truth
   ratio, extraction strength, exact memorization and ROUGE-L each run the model over their
   own requests; no dedupe across metrics, no cache (:class:`PerMetricLayer`).
+* ``naive-bs8`` — the naive path with batches of 8 instead of 32: the same computation in
+  other batch shapes, i.e. the float32 rounding noise every path is compared against
+  (not in the default ``--paths``).
 * ``fast`` — what ``bench run`` does: ``HFBackend(mode="fast")`` behind
   ``AnsweringLayer(..., cache_dir=None)``, all requests of the run in one call (deduped).
 * ``fast-bf16`` — the same in bfloat16 (opt-in in ``bench run``); its metrics are also
@@ -72,7 +75,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `bench` i
 
 from bench.errors import BenchError  # noqa: E402
 
-PATHS = ("naive", "fast", "fast-bf16", "vllm-gen", "vllm")
+PATHS = ("naive", "naive-bs8", "fast", "fast-bf16", "vllm-gen", "vllm")
 LIKELIHOOD, GENERATION = "likelihood", "generation"
 MIB = 1 << 20
 
@@ -382,10 +385,12 @@ def warm_up_sets(eval_sets: Sequence[Any], max_new_tokens: int = 8) -> list[Any]
 def make_backend(path: str, bundle: Any, *, device: str, batch_size: int, token_budget: int | None,
                  slots: int = 128, vllm_dtype: str = "float32") -> Any:
     """The backend of ``path`` (see the module docstring)."""
-    if path in ("naive", "fast", "fast-bf16"):
+    if path in ("naive", "naive-bs8", "fast", "fast-bf16"):
         from bench.backends.hf import HFBackend
 
-        mode = "naive" if path == "naive" else "fast"
+        mode = "naive" if path.startswith("naive") else "fast"
+        if path == "naive-bs8":
+            batch_size = 8
         dtype = "bfloat16" if path == "fast-bf16" else "float32"
         return HFBackend(bundle, mode=mode, dtype=dtype, batch_size=batch_size,
                          token_budget=token_budget, slots=slots, device=device)
@@ -425,7 +430,7 @@ def run_path(path: str, make_bundle: Callable[[], Any], eval_sets: Sequence[Any]
     bundle = make_bundle()
     load_s = time.perf_counter() - t0
     requests, labels = plan_requests(bundle, eval_sets)
-    n_expected = len(requests) if path == "naive" else len(set(requests))
+    n_expected = len(requests) if path.startswith("naive") else len(set(requests))
 
     with MemorySampler() as mem:
         t0 = time.perf_counter()
@@ -443,7 +448,7 @@ def run_path(path: str, make_bundle: Callable[[], Any], eval_sets: Sequence[Any]
                    disable=(not progress) if progress is not None else None)
         timed = TimedBackend(inner, bundle.tokenizer, sync=sync, bar=bar)
         layer: Any
-        if path == "naive":
+        if path.startswith("naive"):
             layer = PerMetricLayer(timed, requests, labels)
         else:
             layer = AnsweringLayer(timed, "speed-benchmark", None)
@@ -728,7 +733,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="smollm2-135m",
                    help="alias, directory or hub id (with --config-model: whose tokenizer to use)")
     p.add_argument("--limit", type=int, help="first N items of each eval set")
-    p.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, from {', '.join(PATHS)}")
+    p.add_argument("--paths", default=",".join(x for x in PATHS if x != "naive-bs8"),
+                   help=f"comma-separated, from {', '.join(PATHS)} (default: all but naive-bs8)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=32, help="naive batches (the field's 32)")
     p.add_argument("--slots", type=int, default=128, help="fast generation: live rows of continuous batching")

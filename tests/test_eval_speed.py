@@ -243,6 +243,8 @@ def test_build_random_llama(es, tiny_bundle):
 def test_parse_args(es):
     a = es.parse_args(["--paths", "fast,naive"])
     assert a.paths == ["naive", "fast"] and a.task == "tofu-forget01" and a.device == "cpu"
+    assert es.parse_args([]).paths == ["naive", "fast", "fast-bf16", "vllm-gen", "vllm"]
+    assert es.parse_args(["--paths", "fast,naive-bs8,naive"]).paths == ["naive", "naive-bs8", "fast"]
     assert es.parse_args(["--config-model"]).task == "tofu-forget10"
     assert es.parse_args(["--config-model", "--task", "tofu-forget01"]).task == "tofu-forget01"
     with pytest.raises(SystemExit):
@@ -306,3 +308,20 @@ def test_main_writes_json_and_skips_vllm(es, tiny_bundle, tmp_path, monkeypatch,
     # a bad option is one clear line, not a traceback
     assert es.main(["--task", "synthetic-forget01", "--model", str(tmp_path / "nope"), "--no-progress"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_make_backend_paths(es, tiny_bundle):
+    import copy
+
+    from bench.model_bundle import ModelBundle
+
+    def fresh():
+        return ModelBundle(copy.deepcopy(tiny_bundle.module), tiny_bundle.tokenizer, tiny_bundle.prompt)
+
+    naive = es.make_backend("naive", fresh(), device="cpu", batch_size=32, token_budget=None)
+    bs8 = es.make_backend("naive-bs8", fresh(), device="cpu", batch_size=32, token_budget=None)
+    fast = es.make_backend("fast", fresh(), device="cpu", batch_size=32, token_budget=None, slots=16)
+    assert (naive.mode, naive.batch_size) == ("naive", 32) and (bs8.mode, bs8.batch_size) == ("naive", 8)
+    assert (fast.mode, fast.slots, fast.token_budget) == ("fast", 16, 2048)
+    with pytest.raises(BenchError, match="unknown path"):
+        es.make_backend("turbo", fresh(), device="cpu", batch_size=32, token_budget=None)

@@ -40,3 +40,20 @@ def tiny_bundle():
     tok = build_tokenizer(TEXTS * 4, vocab_size=300)
     model = build_model(tok, seed=0)
     return ModelBundle(model, tok, from_tokenizer(tok, style="plain"), name="tiny-random")
+
+
+@pytest.fixture(scope="session")
+def liven():
+    """``liven(model, seed)``: overwrite every weight matrix with N(0, 0.15²) draws, in place,
+    so a tiny random model gives varied, non-degenerate greedy outputs; returns the model."""
+    import torch
+
+    def apply(model, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() == 2:
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.15)
+        return model
+
+    return apply

@@ -15,16 +15,11 @@ from bench.requests import Generate, LogLikelihood, TokenStats
 
 
 @pytest.fixture(scope="module")
-def gqa_bundle(tiny_bundle):
+def gqa_bundle(tiny_bundle, liven):
     """A tiny Llama with 4 query heads sharing 2 KV heads, with lively random weights."""
     from bench.tiny import build_model
 
-    model = build_model(tiny_bundle.tokenizer, heads=4, kv_heads=2, seed=3)
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
+    model = liven(build_model(tiny_bundle.tokenizer, heads=4, kv_heads=2, seed=3), 5)
     return ModelBundle(model, tiny_bundle.tokenizer, tiny_bundle.prompt, name="tiny-gqa")
 
 

@@ -48,14 +48,9 @@ def _close(a, b, tol=1e-5):
 
 
 @pytest.fixture(scope="module")
-def lively(tiny_bundle):
+def lively(tiny_bundle, liven):
     """The tiny model with larger random weights: varied, non-degenerate greedy outputs."""
-    model = copy.deepcopy(tiny_bundle.module)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
+    model = liven(copy.deepcopy(tiny_bundle.module), 1)
     return ModelBundle(model, tiny_bundle.tokenizer, tiny_bundle.prompt, name="tiny-lively")
 
 

@@ -89,8 +89,9 @@ def _check_signature(spec: str, fn: Callable[..., Any]) -> None:
         raise BenchError(f"method '{spec}': must take (model, forget, retain, *, options...)")
 
 
-def method_options(fn: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
-    """``{option: (type, default)}`` for the parameters after ``(model, forget, retain)``;
+def method_options(fn: Callable[..., Any], positional: int = 3) -> dict[str, tuple[Any, Any]]:
+    """``{option: (type, default)}`` for the parameters after the first ``positional`` ones
+    (a method's ``(model, forget, retain)``; a backend's ``__init__(self, bundle)``: 2);
     ``default`` is :data:`REQUIRED` when there is none. The type is the resolved annotation
     (or the default's type when unannotated; ``str`` when neither exists)."""
     sig = inspect.signature(fn)
@@ -101,7 +102,7 @@ def method_options(fn: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
     out: dict[str, tuple[Any, Any]] = {}
     positional_seen = 0
     for p in sig.parameters.values():
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and positional_seen < 3:
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and positional_seen < positional:
             positional_seen += 1
             continue
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
@@ -165,14 +166,17 @@ def convert(value: str, tp: Any) -> Any:
     raise ValueError(f"options of type {type_name(tp)} cannot be set from the command line")
 
 
-def parse_options(fn: Callable[..., Any], raw: Mapping[str, str], name: str = "") -> dict[str, Any]:
+def parse_options(fn: Callable[..., Any], raw: Mapping[str, str], name: str = "", *,
+                  kind: str = "method", positional: int = 3) -> dict[str, Any]:
     """``raw`` (``--set key=value`` strings) converted by ``fn``'s option annotations.
 
     BenchError for a key ``fn`` does not take (listing the accepted keys and close matches)
-    or a value that does not convert. Only the given keys are returned.
+    or a value that does not convert. Only the given keys are returned. ``kind`` and
+    ``positional`` serve other option holders: a backend is checked with
+    ``parse_options(cls.__init__, options, name, kind="backend", positional=2)``.
     """
-    opts = method_options(fn)
-    label = f"method '{name}'" if name else f"method {getattr(fn, '__name__', fn)!r}"
+    opts = method_options(fn, positional)
+    label = f"{kind} '{name}'" if name else f"{kind} {getattr(fn, '__name__', fn)!r}"
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in opts:

@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.backends.base import check_options
 from bench.errors import BenchError
 from bench.items import Item, TaskData
 from bench.paths import atomic_dir, atomic_write_json, atomic_write_text, cache_dir, cached_dir
@@ -213,7 +212,8 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
 
         backend_name, why = choose_backend(data.eval_sets)
         log(f"run: backend auto -> {backend_name} ({why})")
-    check_options(BACKENDS.get(backend_name), spec.backend_options)  # unknown name/option: one line
+    backend_cls = BACKENDS.get(backend_name)  # unknown name: one line with close matches
+    parse_options(backend_cls.__init__, spec.backend_options, backend_name, kind="backend", positional=2)
     alias = models.ALIASES.get(spec.model)
     accepted = method_options(method_fn)
     overrides: dict[str, Any] = {}

@@ -153,7 +153,7 @@ class Classifier:
                                      max_length=self.max_length, return_tensors="pt")
                 logits = self.model(**enc.to(self.device)).logits.float()
                 out[s:s + len(chunk)] = torch.softmax(logits, -1).cpu().numpy()
-        return out[where] if distinct else out
+        return out[where]
 
 
 def embedder(model: str = EMBEDDING_MODEL, *, device: str | None = None, batch_size: int = 64) -> Embedder:

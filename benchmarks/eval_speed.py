@@ -586,7 +586,7 @@ def format_path(r: PathResult) -> str:
              f"   other       {r.other_s:8.2f} s  (requests, dedupe, scoring)",
              f"   memory      peak RSS {r.memory['rss_peak']:.0f} MiB (start {r.memory['rss_start']:.0f}), "
              f"ru_maxrss {r.memory['ru_maxrss']:.0f} MiB, CUDA peak {_f(r.memory['cuda_peak'], '{:.0f}')} MiB"]
-    if r.name == "naive":
+    if r.name.startswith("naive"):
         per = {}
         for p in r.passes:
             per[p.label] = per.get(p.label, 0.0) + p.seconds

@@ -140,7 +140,7 @@ def test_killed_run_resumes_without_recomputing(tmp_path, tiny_dir, monkeypatch)
         (["run", "--task", "tofu-forget01", "--method", "gd", "--data-dir", "/nonexistent-dir"], "does not exist"),
         (["run", "--task", "synthetic-forget01", "--method", "nofile.py:fn"], "nofile.py"),
         (["run", "--task", "synthetic-forget01", "--method", "gd", "--backend-set", "slotz=3"],
-         "unknown option 'slotz' (did you mean 'slots'?)"),
+         "backend 'hf' has no option 'slotz'; did you mean 'slots'?"),
         (["run", "--task", "synthetic-forget01", "--method", "gd", "--backend", "vlm"], "did you mean 'vllm'"),
     ],
 )

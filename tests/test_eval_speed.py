@@ -183,12 +183,14 @@ def test_compare_golden(es):
     c = es.compare(ref, other)
     m = c["metrics"]["forget/probability"]
     assert m["max_abs_diff"] == 0.25 and m["one_sided"] == 1 and m["items"] == 3
+    assert m["max_rel_diff"] == pytest.approx(0.25 / 0.75)  # |0.5 - 0.75| / 0.75
+    assert c["metrics"]["forget/rouge_l"]["max_rel_diff"] == pytest.approx(0.4 / 0.9)
     assert m["aggregate_delta"] == pytest.approx(0.05)
     assert c["metrics"]["forget/rouge_l"]["max_abs_diff"] == pytest.approx(0.4)
     assert c["identical_generations"] == {"forget": pytest.approx(2 / 3), "all": pytest.approx(2 / 3)}
     assert c["rouge_l_delta"]["forget"] == pytest.approx(0.2)
     same = es.compare(ref, ref)
-    assert all(v["max_abs_diff"] == 0.0 for v in same["metrics"].values())
+    assert all(v["max_abs_diff"] == 0.0 == v["max_rel_diff"] for v in same["metrics"].values())
     # equal infinities are no difference
     inf = _result(es, "x", [math.inf, None, 1.0], ["a", "b", "c"])
     assert es.compare(inf, inf)["metrics"]["forget/probability"]["max_abs_diff"] == 0.0

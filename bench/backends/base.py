@@ -34,23 +34,3 @@ class Backend:
     def close(self) -> None:
         """Release engines/memory. Safe to call twice."""
 
-
-def check_options(backend: type, options: dict[str, Any]) -> None:
-    """Raise a one-line :class:`BenchError` for an option ``backend.__init__`` does not take
-    (``--backend-set`` keys are checked before any model is built)."""
-    import difflib
-    import inspect
-
-    from bench.errors import BenchError
-
-    params = inspect.signature(backend.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    names = [n for n, p in params.items() if n not in ("self", "bundle")
-             and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    for key in options:
-        if key not in names:
-            near = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean '{near[0]}'?)" if near else ""
-            raise BenchError(f"backend '{getattr(backend, 'name', backend.__name__)}': unknown option "
-                             f"'{key}'{hint}; options: {', '.join(names)}")

@@ -196,7 +196,7 @@ class HFBackend(Backend):
 
     def gen_slots(self, items: Sequence[GenItem]) -> int:
         """Rows generated at once: ``slots``, capped so that their KV cache at the longest
-        item (prompt + ``max_new_tokens``) fits ``kv_cache_gib`` (memory stays flat)."""
+        item (prompt + ``max_new_tokens``) fits ``kv_cache_gib`` (memory stays bounded)."""
         max_len = max((len(it.prompt) + it.max_new_tokens for it in items), default=0)
         return _kv_slots(self.slots, self.kv_cache_gib, kv.bytes_per_token(self._model()), max_len)
 

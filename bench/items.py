@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +37,29 @@ class MetricSpec:
         return self.key or self.name
 
 
+# How an item becomes requests (see :mod:`bench.formats`):
+#   "model"    the model's prompt config: chat template or plain ``Question: … Answer:``
+#   "raw"      ``item.question`` as is (BOS where the model uses one, no template), the
+#              continuation ``item.answer`` verbatim (nothing appended)
+#   "document" the likelihood of the whole text ``item.answer`` from its first token (after
+#              the model's BOS, if any), chunked at the model's context (rolling windows)
+FORMATS = ("model", "raw", "document")
+
+
+def check_format(fmt: str, where: str) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"{where}: unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    return fmt
+
+
 @dataclass
 class EvalSet:
-    """A named eval set, its items, the metrics that apply to it, and its generation budget.
+    """A named eval set, its items, the metrics that apply to it, and how it is prompted.
 
     ``role`` is "forget" (lower memorisation is the goal) or "retain" (utility).
+    ``format`` is one of :data:`FORMATS`; ``stop`` are the strings that end a generation
+    (the text is cut before the first one); ``max_new_tokens`` is the generation budget.
+    Few-shot prompts are rendered by the task into ``item.question`` (format "raw").
     """
 
     name: str
@@ -50,6 +68,44 @@ class EvalSet:
     role: str = "retain"
     max_new_tokens: int = 200
     source: str = ""
+    format: str = "model"
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_format(self.format, f"eval set '{self.name}'")
+
+    def describe(self) -> dict[str, Any]:
+        """What decides this set's requests (recorded in results, compared for references)."""
+        return {"format": self.format, "stop": list(self.stop), "max_new_tokens": self.max_new_tokens,
+                "items": len(self.items), "source": self.source}
+
+
+class Split(list):
+    """A training split: a list of items that also says its ``format`` (see :data:`FORMATS`).
+
+    Methods see it as the plain sequence of items their contract promises; the training
+    loop reads ``format``: "model"/"raw" items are (prompt, answer) pairs, "document" items
+    are texts (``item.answer``) cut into ``max_length`` windows, every token a label.
+    """
+
+    def __init__(self, items: Iterable[Item] = (), format: str = "model") -> None:
+        super().__init__(items)
+        self.format = check_format(format, "training split")
+
+
+def split_format(items: Sequence[Item]) -> str:
+    """The format of a training split (``"model"`` for a plain list)."""
+    return getattr(items, "format", "model")
+
+
+@dataclass
+class Step:
+    """One unlearning step of a multi-step task: what it forgets, keeps and evaluates."""
+
+    name: str
+    forget: Sequence[Item]
+    retain: Sequence[Item]
+    eval_sets: list[EvalSet]
 
 
 @dataclass
@@ -61,13 +117,24 @@ class TaskData:
       reference model is fine-tuned on ``retain``.
     * ``pretrain``: optional general-knowledge QA for building a tiny base model offline.
     * ``files``: every data file read, with its sha256 (recorded in results.json).
+    * ``derived``: the derived metrics (nodes of the metric graph, :mod:`bench.graph`)
+      computed from the per-set results, e.g. forget quality, model utility, MIA AUC.
+    * ``steps``: a multi-step task's steps, in order (continual unlearning, MUSE's
+      sustainability); empty for a one-step task, whose one step is (forget, retain,
+      eval_sets). Each step's results get the same ``derived`` nodes.
     """
 
-    forget: list[Item]
-    retain: list[Item]
+    forget: Sequence[Item]
+    retain: Sequence[Item]
     full: list[Item]
     eval_sets: list[EvalSet]
     files: dict[str, str] = field(default_factory=dict)
     pretrain: list[Item] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    derived: list[Any] = field(default_factory=list)  # list[bench.graph.Derived]
+    steps: list[Step] = field(default_factory=list)
+
+    def all_steps(self) -> list[Step]:
+        """The steps to run: ``steps``, or the one step of a one-step task."""
+        return list(self.steps) or [Step("main", self.forget, self.retain, self.eval_sets)]

@@ -255,6 +255,8 @@ class TofuForget01(TofuTask):
     description = "TOFU: forget 1% of 200 fictitious authors (40 QA; reference retain99)"
     forget_split = "forget01"
     holdout_split = "holdout01"
+    sizes = ("train: forget 40, retain 3960, full 4000; eval: forget 40, retain 400, "
+             "real_authors 100, world_facts 117; holdout 40")
     reference_key = "retain99"
 
 
@@ -264,6 +266,8 @@ class TofuForget05(TofuTask):
     description = "TOFU: forget 5% of 200 fictitious authors (200 QA; reference retain95)"
     forget_split = "forget05"
     holdout_split = "holdout05"
+    sizes = ("train: forget 200, retain 3800, full 4000; eval: forget 200, retain 400, "
+             "real_authors 100, world_facts 117; holdout 200")
     reference_key = "retain95"
 
 
@@ -273,4 +277,6 @@ class TofuForget10(TofuTask):
     description = "TOFU: forget 10% of 200 fictitious authors (400 QA; reference retain90)"
     forget_split = "forget10"
     holdout_split = "holdout10"
+    sizes = ("train: forget 400, retain 3600, full 4000; eval: forget 400, retain 400, "
+             "real_authors 100, world_facts 117; holdout 400")
     reference_key = "retain90"

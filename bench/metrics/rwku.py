@@ -6,7 +6,9 @@
   ``get_scores(avg=True)`` is the plain mean of these per-pair values, which is the set
   aggregate here). It is *not* ``rouge_score``: no lowercasing, no stemming, tokens are
   whitespace-separated words with sentences split at ``"."`` (so "Paris" and "paris," do
-  not match). An empty (or all-whitespace) answer becomes ``"NOANSWER"`` as in RWKU; an
+  not match), and the summary-level LCS recall divides by the number of *distinct*
+  reference words ("the cat sat" vs "the cat sat on the mat": 3/5, where ``rouge_score``
+  gives 3/6). An empty (or all-whitespace) answer becomes ``"NOANSWER"`` as in RWKU; an
   answer with no word left after the package's ``"."`` split (e.g. ``"..."``), on which
   RWKU's script would raise, scores 0. Generation: 30 new tokens, stop at a newline (the
   task's set settings). One eval set per probe level (forget level 1/2/3, neighbour 1/2)

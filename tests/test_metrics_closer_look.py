@@ -14,7 +14,12 @@ from bench import scorers
 from bench.graph import Derived, Ref, Results, compute
 from bench.items import Item
 from bench.metrics.base import EvalContext
-from bench.metrics.closer_look import CosineSimilarity, Entailment, TokenEntropy, token_entropy_value
+from bench.metrics.closer_look import (
+    CosineSimilarity,
+    Entailment,
+    TokenEntropy,
+    token_entropy_value,
+)
 from bench.metrics.gibberish import Gibberish
 from bench.prompts import PromptConfig
 from bench.requests import Generate, GenerateResponse

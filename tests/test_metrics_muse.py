@@ -6,7 +6,14 @@ import pytest
 
 from bench.items import Item
 from bench.metrics.base import EvalContext
-from bench.metrics.muse import KNOWMEM_CUTS, KnowMem, VerbMem, cut_reference, prefix_before, rouge_l_f1
+from bench.metrics.muse import (
+    KNOWMEM_CUTS,
+    KnowMem,
+    VerbMem,
+    cut_reference,
+    prefix_before,
+    rouge_l_f1,
+)
 from bench.prompts import PromptConfig
 from bench.requests import Generate, GenerateResponse
 

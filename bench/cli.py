@@ -42,6 +42,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-style", default="auto", choices=["auto", "chat", "plain"],
                    help="how questions become prompts (default: the model's chat template if any)")
     p.add_argument("--no-cache", action="store_true", help="bypass the request cache")
+    p.add_argument("--task-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="task option, e.g. targets=1_Stephen_King (bench list tasks shows them)")
+    p.add_argument("--step-reference", default="previous", choices=["previous", "initial"],
+                   help="multi-step tasks: a method's reference model is the previous step's "
+                   "model (default, closer-look's) or the initial one")
 
 
 def _backend_options(pairs: list[str]) -> dict:
@@ -98,7 +103,8 @@ def _spec(args: argparse.Namespace, method: str = "none"):
     return RunSpec(
         task=args.task, method=method, model=args.model, data_dir=args.data_dir, backend=args.backend,
         backend_options=_backend_options(args.backend_set), seed=args.seed, limit=args.limit,
-        options=_kv(getattr(args, "set", [])), out=args.out, as_is=getattr(args, "as_is", False),
+        options=_kv(getattr(args, "set", [])), task_options=_kv(args.task_set),
+        step_reference=args.step_reference, out=args.out, as_is=getattr(args, "as_is", False),
         reference=getattr(args, "reference", None), prompt_style=args.prompt_style,
         cache=not args.no_cache, overwrite=getattr(args, "overwrite", False),
         save_model=getattr(args, "save_model", False),
@@ -172,6 +178,15 @@ def _list(what: str) -> None:
             from bench.metrics import metric_applies_to, metric_direction, metric_kind
 
             print(" " * 25 + f"{metric_kind(e.obj)}; {metric_direction(e.obj)}; applies to: {metric_applies_to(e.obj)}")
+        if what == "tasks":
+            from bench.adapters import method_options, type_name
+
+            opts = method_options(e.obj.__init__, positional=1)
+            if getattr(e.obj, "sizes", ""):
+                print(" " * 25 + "splits: " + e.obj.sizes)
+            if opts:
+                print(" " * 25 + "options: " + ", ".join(
+                    f"{k}: {type_name(t)} = {d!r}" for k, (t, d) in opts.items()))
         if what == "methods":
             from bench.adapters import method_options, type_name
 

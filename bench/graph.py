@@ -27,11 +27,13 @@ inputs from another role must cover the same items as this run's set (same task,
 A node's function is a derived metric registered in ``METRICS`` (``kind = "derived"``, see
 :mod:`bench.metrics.derived`); it is called as ``fn(**inputs, **options)``. It returns a
 number (recorded under the node's ``key``) or a mapping (each entry recorded under its own
-name, e.g. ``forget_quality`` and ``log10_forget_quality``).
+name, e.g. ``forget_quality`` and ``log10_forget_quality``). A warning the function
+issues (``warnings.warn``) is recorded as the node's note, prefixed ``warning:``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +46,7 @@ ROLE_HINTS = {
     "retain": "needs the retain-only reference run (bench prepare with an alias, or --reference RUN_DIR|MODEL)",
     "target": "needs the target run (the model before unlearning; known for prepared aliases)",
     "previous": "needs the previous step's results (the first step has none)",
-    "retrained": "needs a retrained-model run (--reference-set retrained=RUN_DIR)",
+    "retrained": "needs a retrained-model run (a task option: --task-set retrained=RUN_DIR)",
 }
 
 
@@ -173,7 +175,11 @@ def compute(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str
             for extra in getattr(fn, "outputs", ()):
                 values.setdefault(extra, None)
             continue
-        out = fn(**kwargs, **dict(node.options))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = fn(**kwargs, **dict(node.options))
+        if caught:  # a node may warn (e.g. SemEval's MMLU gate): kept as its note
+            notes[node.result_key] = "warning: " + "; ".join(str(w.message) for w in caught)
         if isinstance(out, Mapping):
             values.update(out)
         else:

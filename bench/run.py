@@ -183,8 +183,13 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
         return cached_dir(target, _build)
 
     replay = models.general_knowledge(data) if alias is not None and alias.replay_general_knowledge else []
-    target_dir = build("full", data.full + replay)
-    retain_dir = build(task.reference_key or "retain", data.retain + replay)
+    def with_replay(items: Any) -> Any:  # general-knowledge QA mixes only into QA splits
+        from bench.items import split_format
+
+        return items if not replay or split_format(items) != "model" else list(items) + replay
+
+    target_dir = build("full", with_replay(data.full))
+    retain_dir = build(task.reference_key or "retain", with_replay(data.retain))
     retain_run = reference_run(spec, str(retain_dir), task, data, log)
     target_run = reference_run(spec, str(target_dir), task, data, log, reference=str(retain_run))
     return Prepared(target_dir, retain_dir, target_run, retain_run)
@@ -227,6 +232,7 @@ class Models:
     target: Path | str
     prepared: Prepared | None
     references: dict[str, Path]  # role -> run directory ("retain", "target")
+    static: tuple[str, ...] = ()  # roles given by the task (Task.reference_runs): one run for every step
 
 
 def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None) -> RunPlan:
@@ -258,6 +264,8 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
     )
     path = None if alias is not None else models.resolve(spec.model)[0]
     steps = data.all_steps()
+    for key, note in (data.extras.get("data_notes") or {}).items():
+        log(f"data: {key}: {note}")
     for st in steps:
         for es in st.eval_sets:
             if not es.items:
@@ -285,7 +293,9 @@ def resolve_models(rp: RunPlan, log: Log) -> Models:
         refs["retain"] = retain
     if prepared is not None:
         refs["target"] = prepared.target_run
-    return Models(target, prepared, refs)
+    static = rp.task.reference_runs()
+    refs.update(static)
+    return Models(target, prepared, refs, tuple(static))
 
 
 def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log,
@@ -368,6 +378,8 @@ def _step_references(models_: Models, k: int, prompt: dict[str, Any], eval_sets:
     out: dict[str, Any] = {}
     for role, run_dir in models_.references.items():
         step = read_step(run_dir, k, prompt, eval_sets)
+        if step is None and role in models_.static:
+            step = read_step(run_dir, 0, prompt, eval_sets)
         if step is not None:
             out[role] = step
     if previous is not None:
@@ -396,6 +408,10 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     }
     if len(rp.steps) > 1:
         resolved["step_reference"] = spec.step_reference
+    if rp.data.extras.get("data_notes"):
+        resolved["data_notes"] = dict(rp.data.extras["data_notes"])
+    for role in models_.static:
+        resolved[f"reference_{role}"] = str(models_.references[role])
     h = spec_hash(resolved)[:10]
     run_dir = Path(spec.out) / f"{_slug(spec.task)}__{_slug(rp.method_name)}__{_slug(spec.model)}__{h}"
     if (run_dir / "results.json").exists() and not spec.overwrite:
@@ -498,6 +514,7 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
         "references": {
             "retain": str(models_.references["retain"]) if "retain" in models_.references else None,
             "target": str(models_.references["target"]) if "target" in models_.references else None,
+            **{role: str(models_.references[role]) for role in models_.static},
         },
         "training": last.get("training", []),
         "request_stats": info.get("request_stats"),

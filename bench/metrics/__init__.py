@@ -28,6 +28,7 @@ from bench.metrics import (  # noqa: F401 (imported to register the plugins)
     rouge,
     rwku,
     semeval,
+    semeval_subtask,
     truth_ratio,
     uncertainty,
 )

@@ -150,11 +150,18 @@ def semeval_final(task_aggregate: float | None, mia_score: float | None, mmlu: f
                   mmlu_gate: float | None = SEMEVAL_MMLU_GATE_7B) -> dict[str, float | None]:
     """:func:`bench.scores.semeval_final`. Returns ``semeval_final`` (``None`` below the
     MMLU gate: not ranked), ``semeval_final_ungated`` (the mean whatever the MMLU) and
-    ``semeval_mmlu_gate_passed`` (1.0 / 0.0; ``None`` without a gate or an MMLU value)."""
+    ``semeval_mmlu_gate_passed`` (1.0 / 0.0; ``None`` without a gate or an MMLU value).
+    Under the gate it also warns (``warnings.warn``; the graph records it as the node's note)."""
     ungated = scores.semeval_final(task_aggregate, mia_score, mmlu)
     passed: float | None = None
     if mmlu_gate is not None and mmlu is not None:
         passed = 1.0 if float(mmlu) >= mmlu_gate else 0.0
+        if not passed:  # the organisers' script prints a warning; the ranking drops the model
+            import warnings
+
+            warnings.warn(f"MMLU {float(mmlu):.3f} is under the gate {mmlu_gate} (75% of the starting "
+                          "model): the model may not be considered in the ranking (semeval_final = None)",
+                          stacklevel=2)
     return {"semeval_final": scores.semeval_final(task_aggregate, mia_score, mmlu, mmlu_gate=mmlu_gate),
             "semeval_final_ungated": ungated, "semeval_mmlu_gate_passed": passed}
 

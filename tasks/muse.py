@@ -63,9 +63,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
 
-from bench.data import TEXT, hub_offline, load_hub_split, records_sha256, require, resolve_data_dir, sha256_file
+from bench.data import (
+    TEXT,
+    hub_offline,
+    load_hub_split,
+    records_sha256,
+    require,
+    resolve_data_dir,
+    sha256_file,
+)
 from bench.errors import BenchError, DataError
 from bench.graph import Derived, Ref
 from bench.items import EvalSet, Item, MetricSpec, Split, Step, TaskData

@@ -42,7 +42,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.data import TEXT, load_hub_split, read_records, records_sha256, require, resolve_data_dir, sha256_file
+from bench.data import (
+    TEXT,
+    load_hub_split,
+    read_records,
+    records_sha256,
+    require,
+    resolve_data_dir,
+    sha256_file,
+)
 from bench.errors import BenchError, DataError
 from bench.graph import Derived, Ref
 from bench.items import EvalSet, Item, MetricSpec, Split, TaskData

@@ -28,7 +28,8 @@ A node's function is a derived metric registered in ``METRICS`` (``kind = "deriv
 :mod:`bench.metrics.derived`); it is called as ``fn(**inputs, **options)``. It returns a
 number (recorded under the node's ``key``) or a mapping (each entry recorded under its own
 name, e.g. ``forget_quality`` and ``log10_forget_quality``). A warning the function
-issues (``warnings.warn``) is recorded as the node's note, prefixed ``warning:``.
+issues (``warnings.warn``) is recorded as the node's note, prefixed ``warning:``. A node
+whose ``@`` input is a missing node of this run is missing too (its note says why).
 """
 
 from __future__ import annotations
@@ -163,6 +164,10 @@ def compute(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str
         if getattr(fn, "kind", None) != "derived":
             raise BenchError(f"metric '{node.name}' is not a derived metric; it cannot be a node")
         try:
+            for r in node.refs():  # an earlier node of this run that is missing: so is this one
+                name = r.path[1:].split(".")[0] if r.is_node else ""
+                if r.is_node and r.role == "self" and name in notes and values.get(name) is None:
+                    raise Missing(f"input '{r.path}' is missing ({notes[name]})")
             kwargs: dict[str, Any] = {}
             for arg, spec in node.inputs.items():
                 if isinstance(spec, Mapping):

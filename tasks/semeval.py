@@ -27,6 +27,9 @@ Eval sets (format ``raw``: BOS + ``input``, no template; greedy, 256 new tokens)
   else the hub (``cais/mmlu``); ``mmlu_subjects`` (comma list or ``all``) and
   ``mmlu_per_subject`` (0 = every question; ``--limit`` also caps it) keep CPU runs short.
 
+Option ``max_train`` (default 0 = all) keeps the first N rows of every (subtask, kind) group
+of the *training* splits, for quick offline runs (the tiny model); recorded and hashed.
+
 Derived nodes: ``semeval_task_aggregate`` (``semeval25``: harmonic mean of the 12
 per-subtask numbers, forget as ``1 − x``) or ``semeval_subtask_aggregate`` (one subtask:
 its 4 numbers, what the organisers' script gives on that subtask's data);
@@ -127,7 +130,7 @@ class SemEvalTask(Task):
 
     def __init__(self, member: str = "", nonmember: str = "", mmlu_subjects: str = "all",
                  mmlu_per_subject: int = 0, mmlu_shots: int = 5, mmlu_dir: str = "",
-                 mmlu_gate: float = MMLU_GATE) -> None:
+                 mmlu_gate: float = MMLU_GATE, max_train: int = 0) -> None:
         from bench.mmlu import check_subjects
 
         if bool(member) != bool(nonmember):
@@ -143,7 +146,10 @@ class SemEvalTask(Task):
             raise BenchError(f"task '{self.name}': mmlu_shots must be 0-5 (the dev pool has 5 per subject)")
         self.member, self.nonmember = member, nonmember
         self.mmlu_subjects, self.mmlu_per_subject, self.mmlu_shots = mmlu_subjects, mmlu_per_subject, mmlu_shots
+        if max_train < 0:
+            raise BenchError(f"task '{self.name}': max_train must be >= 0 (0 = every row)")
         self.mmlu_dir, self.mmlu_gate = mmlu_dir, mmlu_gate
+        self.max_train = max_train
 
     # --- data ---------------------------------------------------------------------------
 
@@ -195,7 +201,11 @@ class SemEvalTask(Task):
         notes: dict[str, str] = {}
         rows, where, source = self.rows(data_dir, files)
         train = {s: Split([Item(f"{s}/{i}", r["input"], r["output"], meta={"id": r["id"], "task": r["task"]})
-                           for i, r in enumerate(rows[s])], format="raw") for s in SPLITS}
+                           for i, r in limit_groups(rows[s], self.max_train or None)], format="raw")
+                 for s in SPLITS}
+        if self.max_train:
+            notes["max_train"] = (f"training splits cut to the first {self.max_train} rows of each "
+                                  "(subtask, sc/qa) group (task option max_train)")
         eval_sets = []
         for split in SPLITS:
             items = [Item(f"{split}/{i}", r["input"], r["output"], meta={"id": r["id"], "task": r["task"]})

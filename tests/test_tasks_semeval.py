@@ -93,7 +93,10 @@ def test_raw_input_and_limit_per_group(mini):
     assert len(forget.items) == 12  # first 2 of each of the 6 (subtask, kind) groups
     assert forget.items[0].question == "forget Task1 story 0 begins" and forget.items[0].answer == "and ends 0"
     assert forget.format == "raw"
-    assert len(data.forget) == 18  # training never cut
+    assert len(data.forget) == 18  # training never cut by --limit
+    data = build_task("semeval25", {"mmlu_subjects": "anatomy", "max_train": "1"}).load(mini / "semeval25")
+    assert len(data.forget) == len(data.retain) == 6 and len(data.full) == 12  # 1 per (subtask, kind)
+    assert "max_train" in data.extras["data_notes"]
     # MMLU found beside the data folder; --limit also caps its questions per subject
     assert len(by["mmlu"].items) == 4
     assert by["mmlu"].items[0].question.startswith("The following are multiple choice questions (with answers) about anatomy.")

@@ -226,3 +226,19 @@ def test_knowmem_prompt_and_overlap_helpers():
     assert muse.knowmem_prompt([], "Who?") == "Question: Who?\nAnswer: "
     assert muse.knowmem_prompt([("a?", "b")], "c?") == "Question: a?\nAnswer: b\n\nQuestion: c?\nAnswer: "
     assert muse.sust_overlaps([("x", ["t1", "t2", " "]), ("y", ["t2", " "]), ("z", ["t3"])]) == {("x", "y"): 1}
+
+
+def test_task_reference_run_applies_to_every_step(tmp_path):
+    """A task's static reference (the retrained run) is read for every step of a multi-step
+    run, while an ordinary one-step reference (role retain) has nothing past step 0."""
+    from bench.run import Models, _step_references
+
+    sets = {"privleak_forget": {"name": "privleak_forget", "item_ids": ["f/0"], "aggregates": {},
+                                "per_item": {"mia_min_k": [-1.0]}}}
+    (tmp_path / "results.json").write_text(json.dumps({"steps": [{"aggregates": {"privleak_auc": 0.5}}],
+                                                       "sets": sets}))
+    models_ = Models("target", None, {"retrained": tmp_path, "retain": tmp_path}, static=("retrained",))
+    refs = _step_references(models_, 2, {}, [], None)
+    assert set(refs) == {"retrained"}
+    assert refs["retrained"].derived == {"privleak_auc": 0.5}
+    assert set(_step_references(models_, 0, {}, [], None)) == {"retrained", "retain"}

@@ -25,7 +25,8 @@ Eval sets (format ``raw``: BOS + ``input``, no template; greedy, 256 new tokens)
 * ``mmlu``: :mod:`bench.mmlu` (lm-eval's prompt, ``mmlu_shots`` shots, option
   log-likelihood accuracy) from ``mmlu_dir``, else the ``mmlu`` folder beside the data,
   else the hub (``cais/mmlu``); ``mmlu_subjects`` (comma list or ``all``) and
-  ``mmlu_per_subject`` (0 = every question; ``--limit`` also caps it) keep CPU runs short.
+  ``mmlu_per_subject`` (0 = every question) keep CPU runs short; ``--limit N`` keeps the
+  first N questions of the set (as for any set: a quick look, not an MMLU score).
 
 Option ``max_train`` (default 0 = all) keeps the first N rows of every (subtask, kind) group
 of the *training* splits, for quick offline runs (the tiny model); recorded and hashed.
@@ -224,10 +225,10 @@ class SemEvalTask(Task):
         else:
             notes["mia"] = ("MIA score not computed: give the organisers' member / non-member files "
                             "(--task-set member=PATH --task-set nonmember=PATH)")
-        per_subject = self.mmlu_per_subject or None
+        mmlu_set, mmlu_files = mmlu_eval_set(self.mmlu_root(data_dir), self.mmlu_subjects, self.mmlu_shots,
+                                             self.mmlu_per_subject or None)
         if limit is not None:
-            per_subject = min(limit, per_subject or limit)
-        mmlu_set, mmlu_files = mmlu_eval_set(self.mmlu_root(data_dir), self.mmlu_subjects, self.mmlu_shots, per_subject)
+            mmlu_set.items = mmlu_set.items[:limit]
         eval_sets.append(mmlu_set)
         files.update(mmlu_files)
         return TaskData(forget=train["forget"], retain=train["retain"],

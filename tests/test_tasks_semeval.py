@@ -97,8 +97,10 @@ def test_raw_input_and_limit_per_group(mini):
     data = build_task("semeval25", {"mmlu_subjects": "anatomy", "max_train": "1"}).load(mini / "semeval25")
     assert len(data.forget) == len(data.retain) == 6 and len(data.full) == 12  # 1 per (subtask, kind)
     assert "max_train" in data.extras["data_notes"]
-    # MMLU found beside the data folder; --limit also caps its questions per subject
-    assert len(by["mmlu"].items) == 4
+    # MMLU found beside the data folder; --limit keeps the set's first questions
+    assert [it.id for it in by["mmlu"].items] == ["mmlu/anatomy/0", "mmlu/anatomy/1"]
+    full = build_task("semeval25", {"mmlu_subjects": "anatomy,virology", "mmlu_per_subject": "3"}).load(mini)
+    assert len(next(es for es in full.eval_sets if es.name == "mmlu").items) == 6
     assert by["mmlu"].items[0].question.startswith("The following are multiple choice questions (with answers) about anatomy.")
 
 

@@ -196,25 +196,30 @@ CLOSER_LOOK_FE_METRICS = ("rouge_l", "probability", "truth_ratio", "cosine_simil
 MIA_ATTACKS = ("mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus")
 
 
-def closer_look_extension(eval_sets: Sequence[EvalSet], *, cs_model: str, nli_model: str) -> list[Derived]:
-    """Add TE, CS and ES to TOFU's sets (in place) and return the MU / FE nodes.
+def closer_look_extension(eval_sets: Sequence[EvalSet], *, cs_model: str, nli_model: str,
+                          retain_premise: str = "reference", cs_field: str = "answer",
+                          mu_sets: Sequence[str] = CLOSER_LOOK_MU_SETS) -> list[Derived]:
+    """Add TE, CS and ES to the sets (in place) and return the MU / FE nodes.
 
     ES direction as closer-look's TOFU evaluation: premise = generation on the forget set,
-    premise = the reference answer on retain / real authors / world facts. CS and ES compare
-    with ``item.answer`` (closer-look's own real-authors / world-facts files carry a longer
-    ``original_answer`` that ``locuslab/TOFU`` lacks). closer-look evaluates the first 300
-    items of a set (``ds_size``) and caps prompt + output at 200 tokens: use ``--limit 300``
-    to match the first; the second is TOFU's 200 *new* tokens here.
+    premise = the reference answer on retain / real authors / world facts
+    (``retain_premise="reference"``; its real-world task uses ``"generation"`` on both).
+    CS compares with ``cs_field`` (real-world: the field holding the original model's
+    answer, while R and the ES gate use ``item.answer`` = ``golden_answer``); on TOFU both
+    compare with ``item.answer`` (closer-look's own real-authors / world-facts files carry a
+    longer ``original_answer`` that ``locuslab/TOFU`` lacks). closer-look evaluates the first
+    300 items of a set (``ds_size``) and caps prompt + output at 200 tokens: use
+    ``--limit 300`` to match the first; the second is TOFU's 200 *new* tokens here.
     """
     present = {es.name for es in eval_sets}
     for es in eval_sets:
-        premise = "generation" if es.name == "forget" else "reference"
+        premise = "generation" if es.name == "forget" else retain_premise
         es.metrics = list(es.metrics) + [
             MetricSpec("token_entropy"),
-            MetricSpec("cosine_similarity", {"model": cs_model}),
+            MetricSpec("cosine_similarity", {"model": cs_model, "reference_field": cs_field}),
             MetricSpec("entailment", {"model": nli_model, "premise": premise}),
         ]
-    mu_sets = [s for s in CLOSER_LOOK_MU_SETS if s in present]
+    mu_sets = [s for s in mu_sets if s in present]
     return [
         Derived("closer_look_mu", {"values": {f"{s}_{m}": Ref(f"{s}/{m}", per_item=False)
                                               for s in mu_sets for m in CLOSER_LOOK_MU_METRICS}}),
@@ -230,16 +235,15 @@ def mia_extension(eval_sets: Sequence[EvalSet], holdout: Sequence[Item], *, k: f
     higher score = member) and ``privleak`` (min-k AUC against the retain-only run's, as
     open-unlearning's TOFU ``privleak``; missing without a retain-only reference). The
     QA answers' likelihood requests are the ones ``probability`` already makes."""
-    specs = [MetricSpec(a, {"k": k} if "min_k" in a else {}) for a in MIA_ATTACKS]
+    from bench.metrics.mia import auc_nodes, benchmark_specs
+
+    specs = [MetricSpec(s.name, {**s.options, "k": k} if "min_k" in s.name else dict(s.options))
+             for s in benchmark_specs("tofu")]
     forget = next(es for es in eval_sets if es.name == "forget")
     forget.metrics = list(forget.metrics) + specs
     hold = EvalSet("holdout", list(holdout), list(specs), role="holdout", max_new_tokens=max_new_tokens,
                    source=source)
-    nodes = [Derived("mia_auc", {"members": Ref(f"forget/{a}"), "nonmembers": Ref(f"holdout/{a}")},
-                     key=f"{a}_auc") for a in MIA_ATTACKS]
-    nodes.append(Derived("privleak", {"auc": Ref("@mia_min_k_auc"),
-                                      "reference_auc": Ref("@mia_min_k_auc", role="retain")}))
-    return hold, nodes
+    return hold, auc_nodes("forget", "holdout", MIA_ATTACKS, privleak_attack="mia_min_k", reference_role="retain")
 
 
 def bootstrap_nodes(eval_sets: Sequence[EvalSet], n_resamples: int, seed: int = 0) -> list[Derived]:

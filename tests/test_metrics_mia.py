@@ -171,5 +171,10 @@ def test_benchmark_specs_and_auc_nodes():
     assert values["mia_min_k_auc"] == 1.0 and values["privleak"] == pytest.approx(-100.0)
     assert values["semeval_mia_score"] == pytest.approx(0.0)
     assert nodes[1].options["reference_source"].startswith("MUSE published")
+    assert "members positive" in nodes[0].describe()["options"]["convention"]  # recorded with the node
+    from bench.metrics.mia import mia_auc
+
+    with pytest.raises(BenchError, match="convention"):
+        mia_auc([1.0], [0.0], convention="forget labelled 0")
     with pytest.raises(BenchError, match="reference_role or reference_auc"):
         auc_nodes("forget", "holdout", ["mia_min_k"], privleak_attack="mia_min_k")

@@ -195,9 +195,14 @@ class MIAMinKPlusPlus(_MinK):
 
 
 @derived("mia_auc", "ROC AUC of an MIA score, members positive, higher score = member")
-def mia_auc(members: Sequence[float | None], nonmembers: Sequence[float | None]) -> float:
+def mia_auc(members: Sequence[float | None], nonmembers: Sequence[float | None],
+            convention: str = AUC_CONVENTION) -> float:
     """:func:`bench.scores.roc_auc` of the per-item scores of a member set (e.g. TOFU
-    ``forget``) against a non-member set (``holdout``). Convention: :data:`AUC_CONVENTION`."""
+    ``forget``) against a non-member set (``holdout``). Convention: :data:`AUC_CONVENTION`;
+    :func:`auc_nodes` passes it as the node's ``convention`` option so that it is recorded
+    with the node in ``results.json`` (any other value is refused: there is one convention)."""
+    if convention != AUC_CONVENTION:
+        raise BenchError(f"mia_auc: convention {convention!r} is not computed; the AUC is {AUC_CONVENTION}")
     return scores.roc_auc(members, nonmembers)
 
 
@@ -278,7 +283,7 @@ def auc_nodes(members: str, nonmembers: str, attacks: Sequence[str], *, privleak
     from bench.graph import Derived, Ref
 
     nodes = [Derived("mia_auc", {"members": Ref(f"{members}/{a}"), "nonmembers": Ref(f"{nonmembers}/{a}")},
-                     key=f"{a}_auc") for a in attacks]
+                     options={"convention": AUC_CONVENTION}, key=f"{a}_auc") for a in attacks]
     if privleak_attack is not None:
         key = f"@{privleak_attack}_auc"
         if reference_role is not None:

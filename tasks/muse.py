@@ -37,7 +37,7 @@ Eval sets (item ids ``"<set>/<row>"``):
 * ``privleak_forget`` (forget) / ``privleak_holdout`` (holdout): whole texts (format
   ``document``), ``mia_min_k`` with k = 0.4 and MUSE's ``int(0.4·n)`` (``min_one=False``).
 
-Derived nodes: ``privleak_auc`` (ROC AUC, members = forget positive, higher = member: see
+Derived nodes: ``mia_min_k_auc`` (ROC AUC, members = forget positive, higher = member: see
 :data:`bench.metrics.mia.AUC_CONVENTION`; MUSE's own AUC is ``1 − this``) and ``privleak``
 (percent, ≈ −100 nothing unlearned, 0 = like the retrained model, > 0 over-unlearned)
 against the retrained model: the run given with ``--task-set retrained=RUN_DIR`` (role
@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from bench.data import (
     TEXT,
@@ -79,6 +80,7 @@ from bench.data import (
 from bench.errors import BenchError, DataError
 from bench.graph import Derived, Ref
 from bench.items import EvalSet, Item, MetricSpec, Split, Step, TaskData
+from bench.metrics.mia import benchmark_specs
 from bench.registry import TASKS
 from bench.task import Task
 
@@ -89,10 +91,6 @@ MARKER = "verbmem/forget.json"
 VERBMEM_TOKENS = 128
 KNOWMEM_TOKENS = 32
 KNOWMEM_STOP = ("\n\n", "\nQuestion", "Question:")
-MIN_K = 0.4
-#: MUSE's published AUC'_retrained (its convention, forget labelled 0) for min-40 % on
-#: privleak/{forget,holdout}, News (bench.metrics.mia.MUSE_AUC_RETRAINED["news"])
-PUBLISHED_AUC_PRIME = 0.4772
 RETAIN_QA_NAMES = ("retain_qa", "retain2_qa")  # hub name, the local copy's name
 RETAIN_CORPORA = ("auto", "retain1", "retain2", "privleak-retain2")
 SUST_STEPS = 4
@@ -248,7 +246,7 @@ class MuseNewsTask(Task):
              "privleak/retain2 (100 texts); eval: verbmem_forget 100, knowmem_forget 100, "
              "knowmem_retain 100, privleak_forget 100, privleak_holdout 100")
     headline = ("verbmem_forget_verbmem", "knowmem_forget_knowmem", "knowmem_retain_knowmem",
-                "privleak", "privleak_auc", "privleak_retain")
+                "privleak", "mia_min_k_auc", "privleak_retain")
     frontier = ("verbmem_forget_verbmem", "knowmem_retain_knowmem")
     efficacy_higher_is_better = False
 
@@ -334,7 +332,7 @@ class MuseNewsTask(Task):
             for it in items:
                 if not it.answer.strip():
                     raise DataError(src.where("privleak", split), "empty text", int(it.id.rsplit("/", 1)[1]))
-            sets.append(EvalSet(set_name, items, [MetricSpec("mia_min_k", {"k": MIN_K, "min_one": False})],
+            sets.append(EvalSet(set_name, items, benchmark_specs("muse"),
                                 role=role, max_new_tokens=1, source=src.key("privleak", split), format="document"))
         return sets
 
@@ -356,22 +354,16 @@ class MuseNewsTask(Task):
                        format="raw", stop=KNOWMEM_STOP)
 
     def derived(self) -> list[Derived]:
-        """PrivLeak's nodes (module docstring)."""
-        pf, ph = "privleak_forget/mia_min_k", "privleak_holdout/mia_min_k"
-        nodes = [Derived("mia_auc", {"members": Ref(pf), "nonmembers": Ref(ph)}, key="privleak_auc")]
-        if self.retrained:
-            nodes.append(Derived("mia_auc", {"members": Ref(pf, role="retrained"),
-                                             "nonmembers": Ref(ph, role="retrained")}, key="privleak_auc_retrained"))
-            nodes.append(Derived("privleak", {"auc": Ref("@privleak_auc"), "reference_auc": Ref("@privleak_auc_retrained")},
-                                 options={"reference_source": f"retrained run {self.retrained}"}))
-        else:
-            nodes.append(Derived("privleak", {"auc": Ref("@privleak_auc")}, options={
-                "reference_auc": round(1.0 - PUBLISHED_AUC_PRIME, 6),
-                "reference_source": f"MUSE published AUC'_retrained (news) = {PUBLISHED_AUC_PRIME} "
-                                    "(no retrained run given: --task-set retrained=RUN_DIR)"}))
-        nodes.append(Derived("mia_auc", {"members": Ref(pf, role="retain"), "nonmembers": Ref(ph, role="retain")},
-                             key="privleak_auc_retain"))
-        nodes.append(Derived("privleak", {"auc": Ref("@privleak_auc"), "reference_auc": Ref("@privleak_auc_retain")},
+        """PrivLeak's nodes (module docstring), built by :func:`bench.metrics.mia.auc_nodes`:
+        ``mia_min_k_auc`` and ``privleak`` (vs the retrained run's own ``mia_min_k_auc``, or
+        MUSE's constant), then ``privleak_retain`` (vs the retain-only reference run's)."""
+        from bench.metrics.mia import MUSE_NEWS_REFERENCE, auc_nodes
+
+        ref: dict[str, Any] = ({"reference_role": "retrained"} if self.retrained
+                               else dict(MUSE_NEWS_REFERENCE))
+        nodes = auc_nodes("privleak_forget", "privleak_holdout", ["mia_min_k"], privleak_attack="mia_min_k", **ref)
+        nodes.append(Derived("privleak", {"auc": Ref("@mia_min_k_auc"),
+                                          "reference_auc": Ref("@mia_min_k_auc", role="retain")},
                              options={"reference_source": "the retain-only reference run"}, key="privleak_retain"))
         return nodes
 

@@ -34,7 +34,7 @@ of the *training* splits, for quick offline runs (the tiny model); recorded and 
 Derived nodes: ``semeval_task_aggregate`` (``semeval25``: harmonic mean of the 12
 per-subtask numbers, forget as ``1 − x``) or ``semeval_subtask_aggregate`` (one subtask:
 its 4 numbers, what the organisers' script gives on that subtask's data);
-``semeval_mia_auc`` and ``semeval_mia_score = 1 − 2·|AUC − 0.5|`` (missing with a note
+``mia_loss_auc`` and ``semeval_mia_score = 1 − 2·|AUC − 0.5|`` (missing with a note
 without member files); ``semeval_final`` = mean of aggregate, MIA score and MMLU —
 ``None`` under ``mmlu_gate`` (0.371, the 7B track's) with a warning note, the ungated
 mean as ``semeval_final_ungated``.
@@ -58,6 +58,7 @@ from bench.data import (
 from bench.errors import BenchError, DataError
 from bench.graph import Derived, Ref
 from bench.items import EvalSet, Item, MetricSpec, Split, TaskData
+from bench.metrics.mia import benchmark_specs
 from bench.registry import TASKS
 from bench.task import Task
 
@@ -220,7 +221,7 @@ class SemEvalTask(Task):
                 files[str(p)] = sha256_file(p)
                 keep = docs if limit is None else docs[:limit]
                 eval_sets.append(EvalSet(name, [Item(f"{name}/{i}", "", d) for i, d in enumerate(keep)],
-                                         [MetricSpec("mia_loss")], role="forget" if name == "mia_member" else "holdout",
+                                         benchmark_specs("semeval"), role="forget" if name == "mia_member" else "holdout",
                                          max_new_tokens=1, source=str(p), format="document"))
         else:
             notes["mia"] = ("MIA score not computed: give the organisers' member / non-member files "
@@ -248,10 +249,10 @@ class SemEvalTask(Task):
             nodes = [Derived("semeval_task_aggregate", inputs)]
         else:
             nodes = [Derived("semeval_subtask_aggregate", inputs, options={"subtasks": list(self.subtasks)})]
+        from bench.metrics.mia import auc_nodes
+
+        nodes += auc_nodes("mia_member", "mia_nonmember", ["mia_loss"], semeval=True)
         nodes += [
-            Derived("mia_auc", {"members": Ref("mia_member/mia_loss"), "nonmembers": Ref("mia_nonmember/mia_loss")},
-                    key="semeval_mia_auc"),
-            Derived("semeval_mia_score", {"auc": Ref("@semeval_mia_auc")}),
             Derived("semeval_final", {"task_aggregate": Ref(f"@{self.aggregate_key}"),
                                       "mia_score": Ref("@semeval_mia_score"),
                                       "mmlu": Ref("mmlu/choice_accuracy", per_item=False)},
@@ -260,7 +261,7 @@ class SemEvalTask(Task):
         return nodes
 
 
-HEAD_TAIL = ("semeval_mia_score", "semeval_mia_auc", "mmlu_choice_accuracy", "semeval_final_ungated",
+HEAD_TAIL = ("semeval_mia_score", "mia_loss_auc", "mmlu_choice_accuracy", "semeval_final_ungated",
              "forget_semeval_regurgitation", "forget_semeval_knowledge", "retain_semeval_regurgitation",
              "retain_semeval_knowledge")
 

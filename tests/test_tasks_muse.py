@@ -194,15 +194,16 @@ def test_privleak_against_published_constant():
     task = TASKS.get("muse-news")()
     # every forget score above every holdout score: AUC 1 (ours), AUC' = 0 -> -100
     vals, notes = compute(task.derived(), {"self": Results(_privleak_sets([-1.0, -2.0], [-3.0, -4.0]))})
-    assert vals["privleak_auc"] == 1.0
+    assert vals["mia_min_k_auc"] == 1.0
     assert vals["privleak"] == pytest.approx(-100.0)
     # AUC 0.25 (ours) -> AUC' 0.75: (0.75 - 0.4772) / 0.4772 * 100
     vals, notes = compute(task.derived(), {"self": Results(_privleak_sets([-3.0, -1.5], [-2.0, -1.0]))})
-    assert vals["privleak_auc"] == 0.25
+    assert vals["mia_min_k_auc"] == 0.25
     assert vals["privleak"] == pytest.approx((0.75 - 0.4772) / 0.4772 * 100)
-    assert vals["privleak_retain"] is None and "retain-only reference" in notes["privleak_auc_retain"]
-    src = next(n for n in task.derived() if n.name == "privleak" and n.key is None).options["reference_source"]
-    assert "MUSE published" in src and "0.4772" in src
+    assert vals["privleak_retain"] is None and "retain-only reference" in notes["privleak_retain"]
+    node = next(n for n in task.derived() if n.name == "privleak" and n.key is None)
+    assert "MUSE published" in node.options["reference_source"] and "0.4772" in node.options["reference_source"]
+    assert node.options["reference_auc"] == pytest.approx(1 - 0.4772)
 
 
 def test_privleak_against_retrained_run(tmp_path):
@@ -210,16 +211,17 @@ def test_privleak_against_retrained_run(tmp_path):
     task = build_task("muse-news", {"retrained": str(tmp_path)})
     assert task.reference_runs() == {"retrained": tmp_path}
     me = Results(_privleak_sets([-1.0, -2.0], [-3.0, -1.5]))  # AUC 0.75 -> AUC' 0.25
-    retrained = Results(_privleak_sets([-3.0, -1.0], [-2.0, -1.5]))  # AUC 0.5 -> AUC' 0.5
+    # the retrained run's own AUC node: 0.5 -> AUC' 0.5
+    retrained = Results(_privleak_sets([-3.0, -1.0], [-2.0, -1.5]), {"mia_min_k_auc": 0.5})
     vals, notes = compute(task.derived(), {"self": me, "retrained": retrained, "retain": retrained})
-    assert (vals["privleak_auc"], vals["privleak_auc_retrained"]) == (0.75, 0.5)
+    assert vals["mia_min_k_auc"] == 0.75
     assert vals["privleak"] == pytest.approx((0.25 - 0.5) / 0.5 * 100)
     assert vals["privleak_retain"] == pytest.approx(-50.0)
     assert not notes
     # without the retrained run the node is missing, with the reason
     vals, notes = compute(task.derived(), {"self": me})
-    assert vals["privleak"] is None and "retrained-model run" in notes["privleak_auc_retrained"]
-    assert math.isclose(vals["privleak_auc"], 0.75)
+    assert vals["privleak"] is None and "retrained-model run" in notes["privleak"]
+    assert math.isclose(vals["mia_min_k_auc"], 0.75)
 
 
 def test_knowmem_prompt_and_overlap_helpers():

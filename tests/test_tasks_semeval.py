@@ -156,7 +156,7 @@ def test_twelve_way_aggregate_takes_forget_as_one_minus_x():
     recips = [1.25, 1, 2, 4 / 3, 2.5, 1, 1.25, 1, 2, 2, 2.5, 1]
     assert vals["semeval_task_aggregate"] == pytest.approx(12 / sum(recips))
     assert vals["semeval_forget_Task2_knowledge"] == pytest.approx(0.25)
-    assert vals["semeval_mia_auc"] == 0.75 and vals["semeval_mia_score"] == pytest.approx(0.5)
+    assert vals["mia_loss_auc"] == 0.75 and vals["semeval_mia_score"] == pytest.approx(0.5)
     final = (12 / sum(recips) + 0.5 + 0.5) / 3
     assert vals["semeval_final"] == pytest.approx(final) and vals["semeval_final_ungated"] == pytest.approx(final)
     assert vals["semeval_mmlu_gate_passed"] == 1.0 and not notes
@@ -191,7 +191,7 @@ def test_without_member_files_mia_and_final_are_missing_with_notes():
     vals, notes = compute(task.derived(), {"self": Results(sets)})
     assert vals["semeval_task_aggregate"] is not None
     assert vals["semeval_mia_score"] is None and vals["semeval_final"] is None
-    assert "no eval set 'mia_member'" in notes["semeval_mia_auc"]
+    assert "no eval set 'mia_member'" in notes["mia_loss_auc"]
     assert "@semeval_mia_score" in notes["semeval_final"]
 
 

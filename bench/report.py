@@ -88,7 +88,8 @@ def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> li
             if ref and ref not in seen and Path(ref, "results.json").exists():
                 seen.add(ref)
                 r = load_results(ref)
-                label = {"retain": "reference: retain-only model", "target": "reference: target before unlearning"}[kind]
+                label = {"retain": "reference: retain-only model", "target": "reference: target before unlearning",
+                         }.get(kind, f"reference: {kind} model")  # e.g. a task's retrained run
                 rows.append({**_row(r, label), "kind": kind})
     return rows
 

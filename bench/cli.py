@@ -111,19 +111,26 @@ def _spec(args: argparse.Namespace, method: str = "none"):
     )
 
 
+SUMMARY_LABELS = {"forget_rouge_l": "forget ROUGE-L", "retain_rouge_l": "retain ROUGE-L",
+                  "forget_truth_ratio": "forget truth ratio", "forget_extraction_strength": "forget ES"}
+
+
 def _print_summary(run_dir: Path) -> None:
-    from bench.report import _fmt, load_results, write_report
+    from bench.report import _fmt, columns, load_results, write_report
 
     res = load_results(run_dir)
     agg = res["aggregates"]
     print()
     print(f"task {res['task']}  method {res['method']}  model {res['model']}")
-    for key, label in [("model_utility", "model utility"), ("forget_quality", "forget quality"),
-                       ("log10_forget_quality", "log10 forget quality"), ("forget_rouge_l", "forget ROUGE-L"),
-                       ("retain_rouge_l", "retain ROUGE-L")]:
-        print(f"  {label:<22} {_fmt(agg.get(key))}")
-    if agg.get("forget_quality") is None:
-        print("  (forget quality needs a retain-only reference: bench prepare, or --reference RUN_DIR|MODEL)")
+    steps = res.get("steps") or []
+    if len(steps) > 1:
+        for row in steps:
+            print(f"  step {row['step']:<12} " + "  ".join(
+                f"{k}={_fmt(row['aggregates'].get(k))}" for k, _ in columns([res])[:4]))
+    for key, _ in columns([res]):
+        print(f"  {SUMMARY_LABELS.get(key, key.replace('_', ' ')):<26} {_fmt(agg.get(key))}")
+    for key, note in (res.get("derived_notes") or {}).items():
+        print(f"  ({key}: {note})")
     _, md, png = write_report([run_dir], run_dir / "report")
     print(f"results: {run_dir / 'results.json'}")
     print(f"report:  {md}  (plot {png})")

@@ -11,7 +11,7 @@ from bench.backends.hf import HFBackend
 from bench.backends.rolling import windows
 from bench.evaluate import context_for, plan
 from bench.items import EvalSet, Item, MetricSpec, Split, split_format
-from bench.metrics.base import default_bos
+from bench.prompts import default_bos
 from bench.requests import Generate, LogLikelihood
 
 

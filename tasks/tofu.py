@@ -294,10 +294,19 @@ class TofuStyleTask(Task):
         self.closer_look, self.mia, self.gibberish, self.bootstrap = closer_look, mia, gibberish, bootstrap
         self.mia_k = mia_k
         self.cs_model, self.nli_model, self.gibberish_model = cs_model, nli_model, gibberish_model
+        extra: tuple[str, ...] = ()
+        if closer_look:
+            extra += ("closer_look_mu", "closer_look_fe", "forget_token_entropy", "forget_cosine_similarity")
+        if mia:
+            extra += ("mia_min_k_auc", "mia_loss_auc", "mia_zlib_auc", "mia_min_k_plus_plus_auc", "privleak")
+        if gibberish:
+            extra += ("forget_gibberish",)
+        if extra:  # the report and run summary show the families that are on
+            self.headline = type(self).headline + extra
 
     def options(self) -> dict[str, Any]:
         """Only the options that are on (so runs without them keep their hash)."""
-        out: dict[str, Any] = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        out: dict[str, Any] = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "headline"}
         defaults = {"closer_look": False, "mia": False, "gibberish": False, "bootstrap": 0, "mia_k": 0.4,
                     "cs_model": EMBEDDING_MODEL, "nli_model": NLI_MODEL, "gibberish_model": GIBBERISH_MODEL}
         return {k: v for k, v in out.items() if defaults.get(k, object()) != v}

@@ -68,6 +68,8 @@ def test_options_recorded_only_when_on():
     assert task.options() == {}
     on = TASKS.get("tofu-forget01")(mia=True, mia_k=0.2)
     assert on.options() == {"mia": True, "mia_k": 0.2}
+    assert "privleak" in on.headline and "mia_min_k_auc" in on.headline  # shown in the summary
+    assert "privleak" not in task.headline
 
 
 def test_run_with_every_family(tmp_path, tiny_dir, nli_dir, capsys):

@@ -420,8 +420,10 @@ def attack_step(rp: RunPlan, attacks: list[Any], models_: Models, run_dir: Path,
         UNDONE_THRESHOLD,
         AttackContext,
         affected_sets,
+        baseline_values,
         compare,
         metric_keys,
+        restrict,
         undone_mean,
     )
     from bench.graph import Results
@@ -432,7 +434,7 @@ def attack_step(rp: RunPlan, attacks: list[Any], models_: Models, run_dir: Path,
     if len(rows) > 1:
         previous = Results({n: SetResult.from_dict(d) for n, d in rows[-2]["sets"].items()}, rows[-2]["aggregates"])
     refs = _step_references(models_, k, prompt, step.eval_sets, previous)
-    target = dict(refs["target"].derived) if "target" in refs else None
+    me = Results({n: SetResult.from_dict(d) for n, d in row["sets"].items()}, row["aggregates"])
     out: dict[str, Any] = {}
     for pa in attacks:
         done = run_dir / "attacks" / f"{pa.name}.json"
@@ -458,14 +460,22 @@ def attack_step(rp: RunPlan, attacks: list[Any], models_: Models, run_dir: Path,
         del bundle
         answer_s = round(time.time() - t0, 3)
         t0 = time.time()
-        set_res, samples, agg, notes = score_step(rp, p, responses, refs)
+        cut = {role: restrict(r, attacked) for role, r in refs.items()}
+        set_res, samples, agg, notes = score_step(rp, p, responses, cut)
         own = {f"{n}_{m}" for n, r in set_res.items() for m in r.aggregates}
         keys, forget_keys = metric_keys(attacked, agg, [x for x in agg if x not in own])
-        metrics = compare(row["aggregates"], agg, target, keys)
+        # before and target over the same sets and items as after (an attack may hold items out)
+        before = baseline_values(rp.data.derived, me, refs, attacked)
+        target = None
+        if "target" in refs:
+            target = baseline_values(rp.data.derived, refs["target"],
+                                     {r: v for r, v in refs.items() if r != "target"}, attacked)
+        metrics = compare(before, agg, target, keys)
         mean = undone_mean(metrics, forget_keys)
         rec = {
             "attack": pa.name, "kind": pa.attack.kind, "options": pa.record(), "step": step.name,
-            "sets": [es.name for es in attacked], "metrics": metrics, "forget_keys": forget_keys,
+            "sets": [es.name for es in attacked], "items": {es.name: len(es.items) for es in attacked},
+            "metrics": metrics, "forget_keys": forget_keys,
             "undone_mean": mean, "undone_threshold": UNDONE_THRESHOLD,
             "undone": mean is not None and mean >= UNDONE_THRESHOLD, "target_known": target is not None,
             "model_fingerprint": fp, "base_fingerprint": base_fp,

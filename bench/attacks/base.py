@@ -201,6 +201,47 @@ def affected_sets(eval_sets: Sequence[EvalSet], scope: str) -> list[EvalSet]:
     return [es for es in eval_sets if scope == "all" or es.role == "forget"]
 
 
+def restrict(res: Any, sets: Sequence[EvalSet], keep_derived: bool = True) -> Any:
+    """``res`` (:class:`bench.graph.Results`) cut to the sets ``sets`` and, within each, to
+    their items (by id, in their order), each metric re-aggregated by its own
+    :meth:`Metric.aggregate` on the kept per-item values. An attack that evaluates fewer
+    items (relearning holds its training slice out) is so compared on the same items.
+    A set the run lacks, or whose items it lacks, is left out (its nodes go missing)."""
+    from bench.evaluate import build_metric
+    from bench.graph import Results
+    from bench.task import SetResult
+
+    out = {}
+    for es in sets:
+        r = res.sets.get(es.name)
+        if r is None:
+            continue
+        ids = [it.id for it in es.items]
+        if ids == list(r.item_ids):
+            out[es.name] = r
+            continue
+        pos = {i: j for j, i in enumerate(r.item_ids)}
+        if any(i not in pos for i in ids):
+            continue
+        per_item = {k: [v[pos[i]] for i in ids] for k, v in r.per_item.items()}
+        aggs = {m.result_key: build_metric(m.name, dict(m.options)).aggregate(per_item[m.result_key])
+                for m in es.metrics if m.result_key in per_item}
+        out[es.name] = SetResult(es.name, ids, aggs, per_item)
+    return Results(out, dict(res.derived) if keep_derived else {})
+
+
+def baseline_values(nodes: Sequence[Any], me: Any, refs: Mapping[str, Any], sets: Sequence[EvalSet],
+                    ) -> dict[str, Any]:
+    """The headline values (derived nodes + ``<set>_<metric>``) of results ``me`` computed
+    over exactly the attacked ``sets`` and their items, the other roles (``refs``) cut alike."""
+    from bench.graph import aggregates
+
+    runs = {role: restrict(r, sets) for role, r in refs.items()}
+    runs["self"] = restrict(me, sets, keep_derived=False)
+    values, _ = aggregates(list(nodes), runs)
+    return values
+
+
 def _number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None

@@ -6,10 +6,16 @@ suppressed comes back after tens of steps, also on items the attacker never trai
 Data (``data``): ``auto`` = the task's related relearning set when it names one
 (``TaskData.extras["relearn"]``: items or a :class:`bench.items.Split`, e.g. RWKU's
 passages), else the forget split; ``forget`` = the forget split; any other value = that
-``TaskData.extras`` key. With ``hold_out`` (default) every item whose question (or, for
-documents, text) is asked by a re-evaluated set is removed first, so the attack is judged
-on items it did not train on. The slice is ``n_items`` items drawn by
-``random.Random(seed)`` from what is left (all of them when fewer remain).
+``TaskData.extras`` key. The slice is ``n_items`` items drawn by ``random.Random(seed)``.
+
+Held out (``hold_out``, default): the attack is judged on items it did not train on. The
+slice is drawn first from the items no re-evaluated set asks (by question, or text for
+documents); when those are too few (in TOFU-shaped tasks the forget split *is* the
+evaluated forget set), it takes the rest from the asked ones, at most half of them, and the
+re-evaluated sets drop the items the slice covers; ``before`` and the target's values are
+then re-aggregated on the same remaining items (:func:`bench.attacks.base.restrict`), so
+before and after compare like with like. ``hold_out=false``: the slice is drawn from the
+whole pool and every item is evaluated.
 
 Training: :func:`bench.training.finetune` (answer-token NLL, AdamW, no warm-up, no weight
 decay), ``lr`` 1e-5 (the relearning papers'; the ``tiny`` alias runs with its method lr
@@ -22,6 +28,7 @@ training log, the slice's item ids).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import random
@@ -29,8 +36,12 @@ from typing import Any
 
 from bench.attacks.base import Attack, AttackContext
 from bench.errors import BenchError
-from bench.items import Item, Split, split_format
+from bench.items import EvalSet, Item, Split, split_format
 from bench.registry import ATTACKS
+
+
+def _text(it: Item, fmt: str) -> str:
+    return (it.answer if fmt == "document" else it.question).strip()
 
 
 def _asked(eval_sets: Any) -> set[str]:
@@ -68,12 +79,9 @@ class Relearn(Attack):
         self.seed = seed
         self.max_length = max_length
 
-    def pool(self, data: Any, eval_sets: Any) -> tuple[str, list[Item], str]:
-        """``(source name, candidate items, split format)`` after holding out the asked items."""
-        if self.data == "auto":
-            source = "relearn" if "relearn" in data.extras else "forget"
-        else:
-            source = self.data
+    def source(self, data: Any) -> tuple[str, list[Item], str]:
+        """``(source name, its items, split format)``."""
+        source = ("relearn" if "relearn" in data.extras else "forget") if self.data == "auto" else self.data
         if source == "forget":
             items = data.forget
         elif source in data.extras and isinstance(data.extras[source], (list, tuple)):
@@ -82,28 +90,48 @@ class Relearn(Attack):
             keys = [k for k, v in data.extras.items() if isinstance(v, (list, tuple)) and not k.startswith("_")]
             raise BenchError(f"attack 'relearn': data={source!r} is not a split of this task "
                              f"(choose forget or one of: {', '.join(keys) or 'none'})")
-        fmt = split_format(items)
-        cand = [it for it in items if isinstance(it, Item)]
-        if self.hold_out:
+        return source, [it for it in items if isinstance(it, Item)], split_format(items)
+
+    def choose(self, data: Any, eval_sets: Any) -> tuple[str, list[Item], str, set[str]]:
+        """``(source, slice, format, texts the slice covers)``: the relearning slice (see the
+        module docstring); deterministic given ``seed``."""
+        source, pool, fmt = self.source(data)
+        rng = random.Random(self.seed)
+        if not self.hold_out:
+            picked = pool if len(pool) <= self.n_items else rng.sample(pool, self.n_items)
+        else:
             asked = _asked(eval_sets)
-            cand = [it for it in cand if it.question.strip() not in asked
-                    and not (fmt == "document" and it.answer.strip() in asked)]
-        return source, cand, fmt
+            fresh = [it for it in pool if _text(it, fmt) not in asked]
+            seen = [it for it in pool if _text(it, fmt) in asked]
+            picked = fresh if len(fresh) <= self.n_items else rng.sample(fresh, self.n_items)
+            more = min(self.n_items - len(picked), len(seen) // 2)
+            if more > 0:
+                picked = picked + rng.sample(seen, more)
+        return source, picked, fmt, {_text(it, fmt) for it in picked}
 
     def check(self, data: Any, eval_sets: Any) -> None:
-        source, cand, _ = self.pool(data, eval_sets)
-        if not cand:
-            raise BenchError(
-                f"attack 'relearn': no item of '{source}' is left to relearn on once the evaluated "
-                "items are held out; evaluate fewer (--limit N), relearn on another split "
-                "(--attack-set relearn.data=KEY) or train on the evaluated items "
-                "(--attack-set relearn.hold_out=false)")
+        source, picked, _, _ = self.choose(data, eval_sets)
+        if not picked:
+            raise BenchError(f"attack 'relearn': '{source}' holds no item to relearn on once the "
+                             "evaluated items are held out (--attack-set relearn.hold_out=false "
+                             "trains on evaluated items, relearn.data=KEY uses another split)")
+
+    def transform(self, es: EvalSet, ctx: AttackContext) -> EvalSet:
+        if not self.hold_out:
+            return es
+        covered = self._covered if hasattr(self, "_covered") else self.choose(ctx.data, ctx.eval_sets)[3]
+        keep = [it for it in es.items if it.question.strip() not in covered
+                and not (es.format == "document" and it.answer.strip() in covered)]
+        if not keep:
+            raise BenchError(f"attack 'relearn': the slice covers every item of set '{es.name}'; "
+                             "lower relearn.n_items")
+        self.info.setdefault("held_out", {})[es.name] = len(es.items) - len(keep)
+        return dataclasses.replace(es, items=keep)
 
     def apply(self, bundle: Any, ctx: AttackContext) -> Any:
         from bench import training
 
-        source, cand, fmt = self.pool(ctx.data, ctx.eval_sets)
-        picked = cand if len(cand) <= self.n_items else random.Random(self.seed).sample(cand, self.n_items)
+        source, picked, fmt, self._covered = self.choose(ctx.data, ctx.eval_sets)
         items = Split(picked, format=fmt)
         bs = len(items) if self.batch_size == 0 else min(self.batch_size, len(items))
         per_epoch = math.ceil(len(items) / bs)
@@ -119,7 +147,7 @@ class Relearn(Attack):
         log = training.finetune(bundle, items, epochs=epochs, lr=self.lr, batch_size=bs,
                                 max_length=self.max_length, seed=self.seed, desc="attack relearn",
                                 **kwargs)
-        self.info = {"source": source, "format": fmt, "items": len(items), "pool": len(cand),
+        self.info = {"source": source, "format": fmt, "items": len(items),
                      "item_ids": [it.id for it in items][:200], "batch_size": bs,
                      "optimizer_steps": len(log.losses), "exact_steps": exact,
                      "losses": [round(x, 6) for x in log.losses], "seconds": round(log.seconds, 3)}

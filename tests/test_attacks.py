@@ -400,6 +400,11 @@ def test_run_stage_records_before_after_through_the_answering_path(tmp_path, tin
     assert "model_utility" not in q["metrics"]  # the retain sets were not re-evaluated
     table = attack_tables(res)
     assert "attack quant-4bit" in table and "forget_probability" in table and "no target run" in table
+    from bench.report import write_report
+
+    _, md, _ = write_report([d], tmp_path / "report")
+    text = md.read_text()
+    assert "## Attacks: synthetic-forget01 / none" in text and "| forget_probability |" in text
     # resumable: a rerun with --overwrite recomputes; a finished run is skipped
     assert run(RunSpec(**base, attacks=["quant-4bit", "prefix", "relearn"],
                        attack_options={"group_size": "16", "relearn.lr": "1e-2"}), log=logs.append) == d

@@ -442,3 +442,22 @@ def test_undone_uses_the_target_run_on_the_same_items(tmp_path, tiny_dir, monkey
             assert m["undone"] == pytest.approx((m["after"] - m["before"]) / (m["target"] - m["before"]))
     assert out["quant-4bit"]["target_known"]
     assert out["quant-4bit"]["undone_mean"] is not None
+
+
+def test_report_marks_forgetting_undone_at_the_threshold():
+    from bench.attacks.base import UNDONE_THRESHOLD
+    from bench.report import attack_table
+
+    def rec(mean):
+        m = compare({"forget_probability": 0.1}, {"forget_probability": 0.1 + 0.8 * mean},
+                    {"forget_probability": 0.9}, ["forget_probability"])
+        return {"kind": "model", "sets": ["forget"], "metrics": m, "undone_mean": mean,
+                "undone": mean >= UNDONE_THRESHOLD, "undone_threshold": UNDONE_THRESHOLD,
+                "target_known": True, "options": {"bits": 4}, "timings": {"answer_s": 1.5}}
+
+    assert UNDONE_THRESHOLD == 0.5
+    hi, lo = attack_table("quant-4bit", rec(0.5)), attack_table("quant-4bit", rec(0.49))
+    assert "FORGETTING UNDONE" in hi and "FORGETTING UNDONE" not in lo
+    assert "0.9000" in hi and "0.5000" in hi  # target and undone columns
+    md = attack_table("quant-4bit", rec(0.75), markdown=True)
+    assert md.splitlines()[2] == "| metric | before | after | recovery | target | undone |"

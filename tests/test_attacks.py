@@ -306,7 +306,7 @@ def test_relearn_slice_prefers_items_nobody_asks():
 
 
 def test_attack_options_are_typed_checked_and_distributed():
-    data = TaskData([], [], [], [_para_set(), EvalSet("retain", [Item("r", "q", "a")], [])])
+    data = TaskData(_para_set().items, [], [], [_para_set(), EvalSet("retain", [Item("r", "q", "a")], [])])
     pas = plan_attacks(["quant-4bit", "relearn"], {"group_size": "64", "relearn.steps": "3", "scope": "all",
                                                    "seed": "5"}, data, data.eval_sets, {"lr": 1e-3, "seed": 0})
     q, r = pas

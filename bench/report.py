@@ -171,17 +171,17 @@ def attack_table(name: str, rec: dict[str, Any], markdown: bool = False) -> str:
     """One attack's before/after table (``results["attacks"][name]``): per metric key the
     unattacked value, the attacked value, recovery = after − before, the target run's value
     and the share of the unlearning undone = (after − before) / (target − before); a heading
-    line with the options and, when ``undone_mean >= undone_threshold`` (0.5, see
+    line with the options and, when ``undone_median >= undone_threshold`` (0.5, see
     :mod:`bench.attacks.base`), the mark ``FORGETTING UNDONE``."""
     opts = ", ".join(f"{k}={v}" for k, v in (rec.get("options") or {}).items())
-    mean = rec.get("undone_mean")
+    mean = rec.get("undone_median")
     mark = ""
     if rec.get("undone"):
-        mark = f"  ** FORGETTING UNDONE (mean undone {_fmt(mean)} >= {rec.get('undone_threshold')}) **"
+        mark = f"  ** FORGETTING UNDONE (median undone {_fmt(mean)} >= {rec.get('undone_threshold')}) **"
     elif not rec.get("target_known"):
         mark = "  (no target run: undone share unknown)"
     head = (f"attack {name} [{rec.get('kind')}] on {', '.join(rec.get('sets') or [])}: "
-            f"mean undone over forget metrics {_fmt(mean)}{mark}")
+            f"median undone over forget metrics {_fmt(mean)}{mark}")
     cols = ["metric", "before", "after", "recovery", "target", "undone"]
     body = [[k] + [_fmt(m.get(c)) for c in cols[1:]] for k, m in (rec.get("metrics") or {}).items()]
     t = rec.get("timings") or {}

@@ -426,7 +426,7 @@ def attack_step(rp: RunPlan, attacks: list[Any], models_: Models, run_dir: Path,
         compare,
         metric_keys,
         restrict,
-        undone_mean,
+        undone_median,
     )
     from bench.graph import Results
 
@@ -473,12 +473,12 @@ def attack_step(rp: RunPlan, attacks: list[Any], models_: Models, run_dir: Path,
             target = baseline_values(rp.data.derived, refs["target"],
                                      {r: v for r, v in refs.items() if r != "target"}, attacked)
         metrics = compare(before, agg, target, keys)
-        mean = undone_mean(metrics, forget_keys)
+        mean = undone_median(metrics, forget_keys)
         rec = {
             "attack": pa.name, "kind": pa.attack.kind, "options": pa.record(), "step": step.name,
             "sets": [es.name for es in attacked], "items": {es.name: len(es.items) for es in attacked},
             "metrics": metrics, "forget_keys": forget_keys,
-            "undone_mean": mean, "undone_threshold": UNDONE_THRESHOLD,
+            "undone_median": mean, "undone_threshold": UNDONE_THRESHOLD,
             "undone": mean is not None and mean >= UNDONE_THRESHOLD, "target_known": target is not None,
             "model_fingerprint": fp, "base_fingerprint": base_fp,
             "info": pa.attack.info, "derived_notes": {x: v for x, v in notes.items() if x in row["aggregates"]},
@@ -492,7 +492,7 @@ def attack_step(rp: RunPlan, attacks: list[Any], models_: Models, run_dir: Path,
         atomic_write_json(done, rec)
         shown = ", ".join(f"{x} {_num(m['before'])} -> {_num(m['after'])}" for x, m in metrics.items()
                           if x in forget_keys[:3])
-        log(f"attack {pa.name}: {shown}; undone (mean over forget metrics) {_num(mean)}")
+        log(f"attack {pa.name}: {shown}; undone (median over forget metrics) {_num(mean)}")
         out[pa.name] = rec
     return out
 

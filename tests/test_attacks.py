@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.attacks.base import AttackContext, compare, plan_attacks, restrict, undone_mean
+from bench.attacks.base import AttackContext, compare, plan_attacks, restrict, undone_median
 from bench.errors import BenchError
 from bench.items import EvalSet, Item, MetricSpec, TaskData
 
@@ -130,8 +130,12 @@ def test_compare_recovery_and_undone_by_hand():
     assert compare(before, after, None, ["p"])["p"]["undone"] is None
     overshoot = compare({"p": 0.2}, {"p": 1.0}, {"p": 0.6}, ["p"])["p"]["undone"]
     assert overshoot == pytest.approx(2.0)
-    assert undone_mean(m, ["p", "tr", "flat"]) == pytest.approx(0.5)
-    assert undone_mean(m, ["flat"]) is None
+    assert undone_median(m, ["p", "tr", "flat"]) == pytest.approx(0.5)
+    assert undone_median(m, ["flat"]) is None
+    # the median: one barely-moved metric with a huge share does not decide alone (mean would be 3.4)
+    m3 = compare({"a": 0.0, "b": 0.0, "c": 0.60}, {"a": 0.1, "b": 0.2, "c": 0.70}, {"a": 1.0, "b": 1.0, "c": 0.61},
+                 ["a", "b", "c"])
+    assert m3["c"]["undone"] == pytest.approx(10.0) and undone_median(m3, ["a", "b", "c"]) == pytest.approx(0.2)
 
 
 def test_restrict_reaggregates_each_metric_on_the_kept_items():
@@ -441,7 +445,7 @@ def test_undone_uses_the_target_run_on_the_same_items(tmp_path, tiny_dir, monkey
         if abs(m["target"] - m["before"]) >= 1e-6:
             assert m["undone"] == pytest.approx((m["after"] - m["before"]) / (m["target"] - m["before"]))
     assert out["quant-4bit"]["target_known"]
-    assert out["quant-4bit"]["undone_mean"] is not None
+    assert out["quant-4bit"]["undone_median"] is not None
 
 
 def test_report_marks_forgetting_undone_at_the_threshold():
@@ -451,7 +455,7 @@ def test_report_marks_forgetting_undone_at_the_threshold():
     def rec(mean):
         m = compare({"forget_probability": 0.1}, {"forget_probability": 0.1 + 0.8 * mean},
                     {"forget_probability": 0.9}, ["forget_probability"])
-        return {"kind": "model", "sets": ["forget"], "metrics": m, "undone_mean": mean,
+        return {"kind": "model", "sets": ["forget"], "metrics": m, "undone_median": mean,
                 "undone": mean >= UNDONE_THRESHOLD, "undone_threshold": UNDONE_THRESHOLD,
                 "target_known": True, "options": {"bits": 4}, "timings": {"answer_s": 1.5}}
 

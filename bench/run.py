@@ -533,6 +533,9 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         "data": rp.data.files, "prompt_style": spec.prompt_style,
         "reference_run": str(models_.references["retain"]) if "retain" in models_.references else None,
     }
+    # what is measured is part of the run's identity: a changed metric or node reruns
+    resolved["measures"] = spec_hash({"metrics": [_metric_config(st.eval_sets) for st in rp.steps],
+                                      "derived": [n.describe() for n in rp.data.derived]})[:12]
     if len(rp.steps) > 1:
         resolved["step_reference"] = spec.step_reference
     if rp.data.extras.get("data_notes"):

@@ -54,6 +54,7 @@ img{max-width:100%;border:1px solid #eee}
 pre{background:#f8f8f8;padding:8px;overflow:auto;font-size:12px;max-height:420px}
 details{margin:4px 0} summary{cursor:pointer}
 .grid{display:flex;flex-wrap:wrap;gap:12px}
+.scroll{overflow-x:auto;max-width:100%}
 """
 
 JS = """
@@ -159,8 +160,8 @@ def leaderboard(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str
             cells.append(f'<td data-v="{"" if n is None else repr(n)}">{_e(_fmt(v))}{extra}</td>')
         cells.append(f'<td class="text" data-v="{i}"><a class="cfg" href="#cfg-{i}">config</a></td>')
         body.append(f'<tr class="{_kind_class(r["kind"])}" data-index="{i}">' + "".join(cells) + "</tr>")
-    return ('<table id="leaderboard" class="sortable"><thead><tr>' + "".join(heads) + "</tr></thead><tbody>"
-            + "".join(body) + "</tbody></table>")
+    return ('<div class="scroll"><table id="leaderboard" class="sortable"><thead><tr>' + "".join(heads)
+            + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></div>")
 
 
 def t_interval(values: Sequence[float]) -> tuple[float, float] | None:
@@ -219,8 +220,8 @@ def seeds_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str
             else:
                 cells.append(f'<td data-v="{ti[0]!r}">{_e(_fmt(ti[0]))}<span class="ci">± {_e(_fmt(ti[1]))}</span></td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return ('<table id="seeds" class="sortable"><thead><tr>' + "".join(heads) + "</tr></thead><tbody>"
-            + "".join(body) + "</tbody></table>")
+    return ('<div class="scroll"><table id="seeds" class="sortable"><thead><tr>' + "".join(heads)
+            + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></div>")
 
 
 def _step_rows(res: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:

@@ -32,8 +32,9 @@ Conventions
   command again, finishes the sweep without recomputing finished trials.
 * Prepared models (a base alias fine-tuned on the task's full and retain splits, with
   their reference runs) are built once, before the trials that share them start: one
-  prepare job per (task, model, data) group, its seeds in ascending order; the trials of a
-  group wait for it (a Ray dependency) and then only reuse what it built.
+  prepare job per (task family, model, data) group (tasks of a family share the full
+  model), its seeds in ascending order; the trials of a group wait for it (a Ray
+  dependency) and then only reuse what it built.
 * Execution: on Ray when ``ray`` is importable (``pip install .[ray]``): a local cluster by
   default, or ``address`` (``bench sweep --address HOST:PORT`` / ``auto``) for an
   existing one; one GPU per trial when the cluster has GPUs, else ``cpus_per_trial`` CPU
@@ -301,7 +302,10 @@ def expand(sweep: Sweep) -> list[Trial]:
                                          + [f"seed={seed}"])
                         group = ""
                         if model in models_mod.ALIASES and not spec.as_is:
-                            group = json.dumps([task, model, spec.data_dir], default=str)
+                            # tasks of one family share prepared models (e.g. the full model):
+                            # one group per family, so no two jobs build the same model at once
+                            group = json.dumps([TASKS.get(task).family or task, model, spec.data_dir],
+                                               default=str)
                         trials.append(Trial(len(trials), label, spec, group))
     return trials
 
@@ -388,14 +392,15 @@ def prepare_group(spec_dicts: list[dict[str, Any]], log_path: str, cpus: int = 1
 
 
 def _prepare_groups(trials: Sequence[Trial]) -> dict[str, list[dict[str, Any]]]:
-    """group → the distinct prepare specs (method none, options cleared) in seed order."""
+    """group → the distinct prepare specs (method none, options cleared), ascending seeds
+    (the lowest seed builds a prepared model the others then reuse), then task names."""
     groups: dict[str, dict[str, dict[str, Any]]] = {}
     for t in trials:
         if not t.group:
             continue
         d = asdict(replace(t.spec, method="none", options={}, overwrite=False, save_model=False))
         groups.setdefault(t.group, {})[json.dumps(d, sort_keys=True, default=str)] = d
-    return {g: sorted(ds.values(), key=lambda d: d["seed"]) for g, ds in groups.items()}
+    return {g: sorted(ds.values(), key=lambda d: (d["seed"], d["task"])) for g, ds in groups.items()}
 
 
 # --------------------------------------------------------------------------- executors

@@ -50,8 +50,13 @@ def test_toml_and_yaml_expand_the_same(tmp_path):
     assert a[0].spec.options == {"epochs": "1"} and a[0].spec.limit == 3
     assert a[4].spec.options == {"beta": "0.1", "epochs": "3"}
     assert Path(a[0].spec.out).is_absolute() and a[0].spec.out.endswith("sweeps/s/runs")
-    # prepare groups: one per (task, model, data), shared by every method and seed of it
-    assert len({t.group for t in a}) == 2 and all(t.group for t in a)
+    # prepare groups: one per (task family, model, data): forget01 and forget05 share the
+    # full model, so one job prepares both (seeds ascending), shared by every method
+    assert len({t.group for t in a}) == 1 and all(t.group for t in a)
+    [(_, specs)] = sw._prepare_groups(a).items()
+    assert [(d["task"], d["seed"], d["method"], d["options"]) for d in specs] == [
+        ("synthetic-forget01", 0, "none", {}), ("synthetic-forget05", 0, "none", {}),
+        ("synthetic-forget01", 1, "none", {}), ("synthetic-forget05", 1, "none", {})]
 
 
 def test_values_become_the_strings_bench_run_sees():

@@ -264,3 +264,18 @@ def test_page_in_chromium(tmp_path):
     assert out["after_one_click"][-1] == "" or all(out["after_one_click"])  # n/a last
     assert out["config_open"] is True
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_dir_stands_for_its_finished_runs(tmp_path):
+    from bench.report import expand_dirs
+
+    dirs = _sweep_dirs(tmp_path)
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text(json.dumps({"trials": [
+        {"run_dir": str(dirs[0]), "status": "computed"},
+        {"run_dir": str(tmp_path / "killed"), "status": "pending"},  # no results.json: left out
+        {"run_dir": None, "status": "failed"},
+        {"run_dir": str(dirs[1]), "status": "skipped"}]}))
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / ".results.json.x.tmp").write_text("{")  # a half-written file is never read
+    assert expand_dirs([tmp_path / "sweep", dirs[2]]) == [str(dirs[0]), str(dirs[1]), dirs[2]]

@@ -4,14 +4,14 @@ scatter (PNG) with the reference models marked.
 Conventions: *model utility* (x) as the task reports it (higher = more utility kept);
 *forget efficacy* (y) is ``log10(forget quality)`` when a retain-model reference exists
 (higher = closer to the retain-only model; 0 is the best possible), otherwise
-``1 − forget ROUGE-L`` (higher = less of the forget answers reproduced). A task that sets
-``Task.frontier = (efficacy key, utility key)`` gets those two aggregates instead (with
-``Task.efficacy_higher_is_better``) when every run in the report shares it.
+``1 − forget ROUGE-L`` (higher = less of the forget answers reproduced). A task that
+declares a frontier (``results.json`` ``frontier``: efficacy, utility, efficacy direction)
+gets those axes, and its ``headline`` keys as the columns.
 
-Columns: a task's ``Task.headline`` keys when it names any, else :data:`COLUMNS`.
-The *Pareto front* of the runs (references excluded) is the set of runs no other run
-beats on both axes at once (ties kept). ``report.html`` (:mod:`bench.report_html`) is
-written beside ``report.md``.
+The *Pareto front* of the runs (references excluded) is the set of runs no other run beats
+on both axes at once (ties kept); it is drawn on the plot. ``report.html``
+(:mod:`bench.report_html`) is written beside ``report.md``; a sweep directory (holding
+``sweep.json``) stands for its finished runs.
 
 Confidence intervals are read from a run's results when present, in any of these forms:
 ``results["intervals"][key] = [low, high]`` (or ``{"low": .., "high": ..}``),
@@ -59,6 +59,22 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+LABELS = dict(COLUMNS)
+
+
+def columns(results: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The table's columns: the headline keys the runs' tasks declare (``results.json``
+    ``headline``, in first-seen order), else TOFU's."""
+    keys: list[str] = []
+    for res in results:
+        for k in res.get("headline") or []:
+            if k not in keys:
+                keys.append(k)
+    if not keys:
+        return list(COLUMNS)
+    return [(k, LABELS.get(k, k)) for k in keys]
+
+
 def value(agg: dict[str, Any], key: str) -> Any:
     """``agg[key]``, unwrapping ``{"value": v, ...}``."""
     v = agg.get(key)
@@ -70,7 +86,8 @@ def interval(res: dict[str, Any], key: str) -> tuple[float, float] | None:
     def pair(v: Any) -> tuple[float, float] | None:
         if isinstance(v, dict):
             v = [v.get("low", v.get("lo")), v.get("high", v.get("hi"))]
-        if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+        if (isinstance(v, (list, tuple)) and len(v) == 2
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
             return float(v[0]), float(v[1])
         return None
 
@@ -84,30 +101,12 @@ def interval(res: dict[str, Any], key: str) -> tuple[float, float] | None:
     return None
 
 
-def headline_columns(results: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The report columns: each task's ``Task.headline`` (union, in order) when it names
-    any, else :data:`COLUMNS` for that task."""
-    from bench.registry import TASKS
-
-    labels = dict(COLUMNS)
-    out: list[tuple[str, str]] = []
-    for res in results:
-        try:
-            keys = tuple(getattr(TASKS.get(res.get("task", "")), "headline", ()) or ())
-        except BenchError:
-            keys = ()
-        for k in keys or tuple(k for k, _ in COLUMNS):
-            if k not in (c for c, _ in out):
-                out.append((k, labels.get(k, k)))
-    return out or list(COLUMNS)
-
-
-def _row(res: dict[str, Any], label: str | None = None, columns: Sequence[tuple[str, str]] = COLUMNS) -> dict[str, Any]:
+def _row(res: dict[str, Any], label: str | None = None) -> dict[str, Any]:
     agg = res.get("aggregates", {})
-    row: dict[str, Any] = {"run": label or f"{res['task']} / {res['method']} / {res['model']}"}
-    for key, _ in list(COLUMNS) + [c for c in columns if c not in COLUMNS]:
-        row[key] = value(agg, key)
-    row["_ci"] = {k: ci for k, _ in columns if (ci := interval(res, k)) is not None}
+    row = {"run": label or f"{res['task']} / {res['method']} / {res['model']}",
+           "headline": list(res.get("headline") or []), "frontier": res.get("frontier")}
+    row.update({k: value(agg, k) for k in agg})
+    row["_ci"] = {k: ci for k in agg if (ci := interval(res, k)) is not None}
     row["_res"] = res
     return row
 
@@ -116,14 +115,13 @@ def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> li
     """Table rows for the runs, plus (once each) the reference runs they name."""
     rows, seen = [], set()
     loaded = [load_results(d) for d in run_dirs]
-    columns = headline_columns(loaded)
     opts = [(r.get("config") or {}).get("method_options") or {} for r in loaded]
     varying = sorted({k for o in opts for k in o if len({repr(p.get(k)) for p in opts}) > 1})
     for run_dir, res, o in zip(run_dirs, loaded, opts):
         label = f"{res['task']} / {res['method']} / {res['model']}"
         if varying:
             label += " (" + ", ".join(f"{k}={o.get(k)}" for k in varying) + ")"
-        rows.append({**_row(res, label, columns), "kind": "run", "dir": str(Path(run_dir))})
+        rows.append({**_row(res, label), "kind": "run", "dir": str(run_dir)})
         if not with_references:
             continue
         for kind, ref in (res.get("references") or {}).items():
@@ -131,15 +129,14 @@ def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> li
                 seen.add(ref)
                 r = load_results(ref)
                 label = {"retain": "reference: retain-only model", "target": "reference: target before unlearning"}[kind]
-                rows.append({**_row(r, label, columns), "kind": kind, "dir": str(ref)})
+                rows.append({**_row(r, label), "kind": kind, "dir": str(ref)})
     return rows
 
 
-def table(rows: list[dict[str, Any]], markdown: bool = False,
-          columns: Sequence[tuple[str, str]] | None = None) -> str:
-    columns = list(columns or COLUMNS)
-    heads = ["run"] + [h for _, h in columns]
-    body = [[r["run"]] + [_fmt(r.get(k)) for k, _ in columns] for r in rows]
+def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
+    cols = columns([{"headline": r.get("headline")} for r in rows])
+    heads = ["run"] + [h for _, h in cols]
+    body = [[r["run"]] + [_fmt(r.get(k)) for k, _ in cols] for r in rows]
     if markdown:
         lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
         lines += ["| " + " | ".join(b) + " |" for b in body]
@@ -150,8 +147,13 @@ def table(rows: list[dict[str, Any]], markdown: bool = False,
 
 
 def efficacy_axis(rows: list[dict[str, Any]]) -> tuple[str, str]:
-    """The one y metric for all rows: log10 forget quality when any row has it, else
-    1 − forget ROUGE-L (never a mix of the two scales)."""
+    """The one y metric for all rows: the task's declared frontier efficacy key when the
+    runs declare one other than TOFU's; for TOFU-style tasks log10 forget quality when any
+    row has it, else 1 − forget ROUGE-L (never a mix of the two scales)."""
+    declared = {(f or {}).get("efficacy") for r in rows if (f := r.get("frontier"))} - {None, ""}
+    if len(declared) == 1 and (key := next(iter(declared))) not in ("log10_forget_quality",):
+        hib = next((r["frontier"].get("efficacy_higher_is_better", True) for r in rows if r.get("frontier")), True)
+        return key, f"forget efficacy: {key} ({'higher' if hib else 'lower'} is better)"
     if any(r.get("log10_forget_quality") is not None for r in rows):
         return "log10_forget_quality", "forget efficacy: log10 forget quality (higher is better)"
     return "forget_rouge_l", "forget efficacy: 1 − forget ROUGE-L (higher is better)"
@@ -164,42 +166,26 @@ def efficacy(row: dict[str, Any], key: str) -> float | None:
         if row.get(key) is None and row.get("kind") == "retain":
             return 0.0
         return row.get(key)
-    v = row.get("forget_rouge_l")
-    return None if v is None else 1 - v
+    if key == "forget_rouge_l":
+        v = row.get("forget_rouge_l")
+        return None if v is None else 1 - v
+    return row.get(key)
 
 
-def frontier_axes(rows: list[dict[str, Any]]) -> tuple[str, str, str, bool]:
-    """(efficacy key, y label, utility key, efficacy higher is better) for ``rows``: the
-    tasks' shared ``Task.frontier`` when they all set the same one, else the default
-    (:func:`efficacy_axis` on ``model_utility``)."""
-    from bench.registry import TASKS
+def utility_key(rows: list[dict[str, Any]]) -> str:
+    """The x metric: the task's declared frontier utility key (default model utility)."""
+    declared = {(f or {}).get("utility") for r in rows if (f := r.get("frontier"))} - {None, ""}
+    return next(iter(declared)) if len(declared) == 1 else "model_utility"
 
-    fronts = set()
+
+def efficacy_higher_is_better(rows: list[dict[str, Any]]) -> bool:
+    """The direction of the y axis: the declared frontier's, else higher is better."""
+    key, _ = efficacy_axis(rows)
     for r in rows:
-        try:
-            cls = TASKS.get((r.get("_res") or {}).get("task", ""))
-            fronts.add((tuple(cls.frontier), bool(cls.efficacy_higher_is_better)))
-        except BenchError:
-            fronts.add((("", ""), True))
-    if len(fronts) == 1:
-        (eff, util), hib = next(iter(fronts))
-        if eff and util:
-            word = "higher" if hib else "lower"
-            return eff, f"forget efficacy: {eff} ({word} is better)", util, hib
-    key, label = efficacy_axis(rows)
-    return key, label, "model_utility", True
-
-
-def point(row: dict[str, Any], eff_key: str, util_key: str) -> tuple[float, float] | None:
-    """``row``'s (utility, efficacy) on the frontier axes, or None when one is missing."""
-    if eff_key in ("log10_forget_quality", "forget_rouge_l"):
-        y = efficacy(row, eff_key)
-    else:
-        y = row.get(eff_key, value((row.get("_res") or {}).get("aggregates") or {}, eff_key))
-    x = row.get(util_key, value((row.get("_res") or {}).get("aggregates") or {}, util_key))
-    if not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
-        return None
-    return float(x), float(y)
+        f = r.get("frontier") or {}
+        if f.get("efficacy") == key:
+            return bool(f.get("efficacy_higher_is_better", True))
+    return True
 
 
 def pareto_front(points: Sequence[tuple[float, float]], y_higher_is_better: bool = True) -> list[int]:
@@ -223,24 +209,25 @@ def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.2, 5.0))
-    key, ylabel, util_key, hib = frontier_axes(rows)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    key, ylabel = efficacy_axis(rows)
     style = {"run": dict(marker="o", s=60), "retain": dict(marker="*", s=220, c="tab:green"),
              "target": dict(marker="X", s=120, c="tab:red")}
+    ukey = utility_key(rows)
     run_pts: list[tuple[float, float]] = []
     for r in rows:
-        pt = point(r, key, util_key)
-        if pt is None:
+        y, x = efficacy(r, key), r.get(ukey)
+        if not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
             continue
         if r["kind"] == "run":
-            run_pts.append(pt)
-        ax.scatter([pt[0]], [pt[1]], label=r["run"], zorder=3, **style.get(r["kind"], style["run"]))
-    front = pareto_front(run_pts, hib)
-    if len(front) >= 1:
-        xs, ys = [run_pts[i][0] for i in front], [run_pts[i][1] for i in front]
-        ax.step(xs, ys, where="pre", color="black", alpha=0.6, lw=1.2,
-                ls="--", zorder=2, label="Pareto front of the runs")
-    ax.set_xlabel(f"{'model utility' if util_key == 'model_utility' else util_key} (higher is better)")
+            run_pts.append((float(x), float(y)))
+        ax.scatter([x], [y], label=r["run"], zorder=3, **style.get(r["kind"], style["run"]))
+    front = pareto_front(run_pts, efficacy_higher_is_better(rows))
+    if front:
+        # the staircase boundary of what the front dominates
+        ax.step([run_pts[i][0] for i in front], [run_pts[i][1] for i in front], where="pre",
+                color="black", alpha=0.6, lw=1.2, ls="--", zorder=2, label="Pareto front of the runs")
+    ax.set_xlabel(f"{ukey.replace('_', ' ')} (higher is better)")
     ax.set_ylabel(ylabel)
     ax.set_title("Forget efficacy vs model utility")
     ax.grid(alpha=0.3)
@@ -255,28 +242,26 @@ def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
 
 def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str) -> tuple[str, Path, Path]:
     """Write ``report.md``, ``frontier.png`` and ``report.html`` into ``out_dir``; returns
-    (terminal table, md, png). A sweep directory (holding ``sweep.json``) stands for its
+    (terminal table, md, png). A sweep directory (``sweep.json`` inside) stands for its
     finished runs."""
     from bench.report_html import write_html
 
     out = Path(out_dir)
-    run_dirs = expand_dirs(run_dirs)
-    rows = rows_for(run_dirs)
-    columns = headline_columns([r["_res"] for r in rows if r["kind"] == "run"])
+    rows = rows_for(expand_dirs(run_dirs))
     png = scatter(rows, out / "frontier.png")
+    write_html(rows, columns([r["_res"] for r in rows]), out / "report.html", frontier_png=png)
     md = out / "report.md"
-    write_html(rows, columns, out / "report.html", frontier_png=png)
-    text = ["# Unlearning report", "", table(rows, markdown=True, columns=columns), "",
+    text = ["# Unlearning report", "", table(rows, markdown=True), "",
             "Forget quality: KS-test p-value of truth ratios vs the retain-only model (higher = closer; "
             "log10 shown). Model utility: harmonic mean of 9 retain / real-author / world-fact numbers.",
             "", f"![forget efficacy vs model utility]({png.name})", ""]
     atomic_write_text(md, "\n".join(text))
-    return table(rows, columns=columns), md, png
+    return table(rows), md, png
 
 
 def expand_dirs(dirs: Sequence[Path | str]) -> list[Path | str]:
-    """``dirs`` with each sweep directory (``sweep.json`` inside) replaced by its finished
-    trials' run directories, in trial order."""
+    """``dirs`` with each sweep directory (``sweep.json`` inside, no ``results.json``)
+    replaced by its finished trials' run directories, in trial order."""
     out: list[Path | str] = []
     for d in dirs:
         manifest = Path(d) / "sweep.json"

@@ -3,7 +3,7 @@
 Sections, each present only when there is something to show:
 
 * **Leaderboard** — one row per run and per reference run (marked), the headline columns
-  (:func:`bench.report.headline_columns`), a run's confidence interval under its value when
+  (:func:`bench.report.columns`: the tasks' headline keys), a run's confidence interval under its value when
   its results hold one; sortable: a click on a header sorts by it (numbers numerically,
   text alphabetically; a second click reverses; ``n/a`` always last).
 * **Across seeds** — runs that differ only in their seed, grouped: the mean of each column
@@ -11,7 +11,7 @@ Sections, each present only when there is something to show:
   ``s`` the sample standard deviation), with ``n`` shown; only groups of two or more.
 * **Frontier** — the forget-efficacy vs utility plot with the Pareto front of the runs and
   the reference models marked (the PNG of :func:`bench.report.scatter`, inlined as base64).
-* **Along steps** — for runs whose results hold ``steps`` (a list of per-step rows: either
+* **Along steps** — for multi-step runs (results ``steps`` with two or more rows: either
   ``{"step"|"name": .., "aggregates": {..}}`` or flat ``{"step": .., key: number}``): one
   plot per headline key found in the rows (else the first six numeric keys), a line per run.
 * **Attacks** — for runs whose results hold ``attacks``: a mapping ``attack -> {key:
@@ -245,7 +245,7 @@ def _step_rows(res: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
 def step_plots(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> list[tuple[str, bytes]]:
     """(metric key, PNG bytes) per plotted key of the runs' ``steps`` rows."""
     series = [(r["run"], _step_rows(r.get("_res") or {})) for r in rows if r["kind"] == "run"]
-    series = [(label, s) for label, s in series if s]
+    series = [(label, s) for label, s in series if len(s) >= 2]  # multi-step runs only
     if not series:
         return []
     present: list[str] = []

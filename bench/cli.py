@@ -93,8 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", choices=["tasks", "methods", "metrics", "backends", "models"])
 
     rp = sub.add_parser("report", help="summary table + forget-efficacy/model-utility scatter of runs",
-                        description="example: bench report reports/runs/*")
-    rp.add_argument("runs", nargs="+", help="run directories")
+                        description="Writes report.md, frontier.png and report.html (one self-contained page:\n"
+                        "sortable leaderboard, frontier with its Pareto front, per-step plots, attacks, configs).\n"
+                        "example: bench report reports/runs/*   or   bench report reports/sweeps/demo",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rp.add_argument("runs", nargs="+", help="run directories, or sweep directories (their finished runs)")
     rp.add_argument("--out", default=None, help="report directory (default: reports/report)")
 
     sw = sub.add_parser("sweep", help="tasks x methods x option grids x seeds, each trial a bench run (on Ray)",
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
             text, md, png = write_report(args.runs, Path(args.out or "reports/report"))
             print(text)
-            print(f"\nreport: {md}\nplot:   {png}")
+            print(f"\nreport: {md}\nplot:   {png}\npage:   {md.parent / 'report.html'}")
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -515,7 +515,8 @@ def _execute_ray(sweep: Sweep, trials: Sequence[Trial], groups: Mapping[str, lis
         if address:
             ray.init(address=address, **kw)
         else:
-            ray.init(num_cpus=os.cpu_count() or 1, **kw)
+            # "local": always a new cluster of this machine, never one someone else started
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, **kw)
     try:
         res = ray.cluster_resources()
         gpus = 1 if res.get("GPU", 0) >= 1 else 0

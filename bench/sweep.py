@@ -31,7 +31,8 @@ Conventions
   half-written file as a result; a kill of the driver or of a trial, then the same
   command again, finishes the sweep without recomputing finished trials.
 * Prepared models (a base alias fine-tuned on the task's full and retain splits, with
-  their reference runs) are built once, before the trials that share them start: one
+  their reference runs), and the reference run of a ``reference`` given as a model, are
+  built once, before the trials that share them start: one
   prepare job per (task family, model, data) group (tasks of a family share the full
   model), its seeds in ascending order; the trials of a group wait for it (a Ray
   dependency) and then only reuse what it built.
@@ -306,6 +307,10 @@ def expand(sweep: Sweep) -> list[Trial]:
                             # one group per family, so no two jobs build the same model at once
                             group = json.dumps([TASKS.get(task).family or task, model, spec.data_dir],
                                                default=str)
+                        elif spec.reference and not Path(spec.reference, "results.json").exists():
+                            # a reference *model*: evaluated once, before the trials that use it
+                            group = json.dumps(["reference", task, spec.reference, spec.data_dir],
+                                               default=str)
                         trials.append(Trial(len(trials), label, spec, group))
     return trials
 
@@ -374,8 +379,10 @@ def run_trial(spec_dict: dict[str, Any], log_path: str, cpus: int = 1,
 
 def prepare_group(spec_dicts: list[dict[str, Any]], log_path: str, cpus: int = 1) -> dict[str, Any]:
     """Build (or reuse) the prepared models and reference runs of one group's specs, in
-    the given order (ascending seeds)."""
-    from bench.run import RunSpec, load_task, prepare
+    the given order (ascending seeds): :func:`bench.run.prepare` for a base alias, else the
+    reference run of ``spec.reference`` (a model evaluated as it is)."""
+    from bench import models
+    from bench.run import RunSpec, _resolve_reference, load_task, prepare
 
     _set_threads(cpus)
     log = _file_log(Path(log_path))
@@ -384,7 +391,10 @@ def prepare_group(spec_dicts: list[dict[str, Any]], log_path: str, cpus: int = 1
         for d in spec_dicts:
             spec = RunSpec(**d)
             task, data = load_task(spec)
-            prepare(spec, task, data, log=log)
+            if spec.model in models.ALIASES and not spec.as_is:
+                prepare(spec, task, data, log=log)
+            else:
+                _resolve_reference(spec, task, data, log)
     except Exception as e:
         log(traceback.format_exc())
         return {"status": "failed", "seconds": round(time.time() - t0, 2), "error": f"{type(e).__name__}: {e}"}

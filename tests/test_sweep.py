@@ -163,3 +163,18 @@ def test_failed_trial_is_reported_and_the_rest_run(tmp_path, tiny_dir, capsys):
     assert rc == 1 and "1 trial(s) failed" in cap.err
     assert "failed   synthetic-forget01" in cap.out and "RuntimeError: boom" in cap.out
     assert "1 computed, 0 skipped (finished before), 1 failed" in cap.out
+
+
+def test_a_reference_model_is_evaluated_once_before_the_trials(tmp_path, tiny_dir):
+    s = sw.parse({"tasks": ["synthetic-forget01"], "methods": ["ga", "gd"], "seeds": [1, 0],
+                  "model": str(tiny_dir), "reference": str(tiny_dir)})
+    trials = sw.expand(s)
+    assert len({t.group for t in trials}) == 1 and trials[0].group.startswith('["reference"')
+    [(_, specs)] = sw._prepare_groups(trials).items()
+    assert [(d["seed"], d["method"]) for d in specs] == [(0, "none"), (1, "none")]
+    # a reference given as a finished run directory needs no preparing
+    run = tmp_path / "ref-run"
+    run.mkdir()
+    (run / "results.json").write_text("{}")
+    s2 = sw.parse({"tasks": ["synthetic-forget01"], "methods": ["ga"], "model": str(tiny_dir), "reference": str(run)})
+    assert [t.group for t in sw.expand(s2)] == [""]

@@ -522,11 +522,17 @@ def _execute_ray(sweep: Sweep, trials: Sequence[Trial], groups: Mapping[str, lis
     if started_here:
         kw: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False,
                               "include_dashboard": False, "logging_level": "ERROR"}
-        if address:
-            ray.init(address=address, **kw)
-        else:
-            # "local": always a new cluster of this machine, never one someone else started
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, **kw)
+        try:
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                # "local": always a new cluster of this machine, never one someone else started
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, **kw)
+        except Exception as e:  # ray raises plain Exception/ConnectionError on start-up failures
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+            raise BenchError(f"sweep: could not start or reach {where} ({first}); "
+                             "rerun (finished trials are kept), or run with --no-ray") from None
     try:
         res = ray.cluster_resources()
         gpus = 1 if res.get("GPU", 0) >= 1 else 0

@@ -120,7 +120,9 @@ def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> li
     for run_dir, res, o in zip(run_dirs, loaded, opts):
         label = f"{res['task']} / {res['method']} / {res['model']}"
         if varying:
-            label += " (" + ", ".join(f"{k}={o.get(k)}" for k in varying) + ")"
+            shown = [k for k in varying if k in o]  # only the options this run's method has
+            if shown:
+                label += " (" + ", ".join(f"{k}={o.get(k)}" for k in shown) + ")"
         rows.append({**_row(res, label), "kind": "run", "dir": str(run_dir)})
         if not with_references:
             continue
@@ -129,6 +131,8 @@ def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> li
                 seen.add(ref)
                 r = load_results(ref)
                 label = {"retain": "reference: retain-only model", "target": "reference: target before unlearning"}[kind]
+                if "seed" in varying:  # one reference run per seed
+                    label += f" (seed={r.get('seed')})"
                 rows.append({**_row(r, label), "kind": kind, "dir": str(ref)})
     return rows
 
@@ -209,7 +213,7 @@ def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))  # the legend goes beside it
     key, ylabel = efficacy_axis(rows)
     style = {"run": dict(marker="o", s=60), "retain": dict(marker="*", s=220, c="tab:green"),
              "target": dict(marker="X", s=120, c="tab:red")}
@@ -231,11 +235,11 @@ def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
     ax.set_ylabel(ylabel)
     ax.set_title("Forget efficacy vs model utility")
     ax.grid(alpha=0.3)
-    if ax.collections:
-        ax.legend(fontsize=7, loc="best")
+    if ax.collections:  # beside the axes, never over a point
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120)
+    fig.savefig(out_png, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return out_png
 

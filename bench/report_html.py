@@ -208,7 +208,7 @@ def seeds_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str
     all_opts = [meta["options"] for meta, _ in groups]
     varying = sorted({k for o in all_opts for k in o if len({repr(p.get(k)) for p in all_opts}) > 1})
     for meta, members in groups:
-        opt_text = ", ".join(f"{k}={meta['options'].get(k)}" for k in varying)
+        opt_text = ", ".join(f"{k}={meta['options'].get(k)}" for k in varying if k in meta["options"])
         cells = [f'<td class="text" data-v="{_e(meta[k])}">{_e(meta[k])}</td>' for k in ("task", "method", "model")]
         cells.append(f'<td class="text" data-v="{_e(opt_text)}">{_e(opt_text)}</td>')
         cells.append(f'<td data-v="{len(members)}">{len(members)}</td>')

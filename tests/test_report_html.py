@@ -119,8 +119,13 @@ class CDP:
                 "--window-size=1400,1800", "about:blank"]
 
         def child_fds():
-            os.dup2(r_cmd, 3)
-            os.dup2(w_out, 4)
+            import fcntl
+
+            # move both out of the way first: either may itself be fd 3 or 4
+            a = fcntl.fcntl(r_cmd, fcntl.F_DUPFD, 10)
+            b = fcntl.fcntl(w_out, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
 
         # close_fds=False: the fds 3/4 made by dup2 in the child must survive to exec
         self.stderr = open(profile.parent / "chromium.stderr", "wb")

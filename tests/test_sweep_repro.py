@@ -170,7 +170,7 @@ def test_batch_layout_invariance(tmp_path, model_dir, capsys):
     for name, extra in layouts.items():
         root = tmp_path / name
         args = ["run", "--task", "synthetic-forget01", "--method", "none", "--model", str(model_dir), "--as-is",
-                "--limit", "8", "--out", str(root / "runs"), "--no-cache", *extra]
+                "--limit", "4", "--out", str(root / "runs"), "--no-cache", *extra]
         p = _bench(args, tmp_path / "cache")
         out, _ = p.communicate(timeout=900)
         assert p.returncode == 0, out

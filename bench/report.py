@@ -237,7 +237,6 @@ def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
     ax.grid(alpha=0.3)
     if ax.collections:  # beside the axes, never over a point
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -432,6 +432,8 @@ class _Manifest:
         self.path = path
         self.doc = {
             "name": sweep.name, "source": sweep.source, "executor": executor,
+            # torch threads per CPU trial: float results depend on it (README "Reproducibility")
+            "cpus_per_trial": sweep.cpus_per_trial,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "trials": [{"index": t.index, "label": t.label, "spec": asdict(t.spec), "status": "pending",
                         "run_dir": None, "seconds": None, "error": None} for t in trials],

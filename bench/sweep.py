@@ -486,18 +486,12 @@ def execute(sweep: Sweep, *, use_ray: bool | None = None, address: str | None = 
     if use_ray:
         _execute_ray(sweep, trials, groups, glog, tlog, address, progress, log)
     else:
-        failed_groups: dict[str, str] = {}
-        for g, specs in groups.items():
-            log(f"sweep: preparing {json.loads(g)[:2]} ({len(specs)} seed(s))")
-            r = prepare_group(specs, glog[g], sweep.cpus_per_trial)
-            if r["status"] != "ok":
-                failed_groups[g] = r["error"]
-        for t in trials:
-            if t.group in failed_groups:
-                progress(t, {"status": "failed", "run_dir": None, "seconds": 0.0,
-                             "error": f"prepare failed: {failed_groups[t.group]}"})
-                continue
-            progress(t, run_trial(asdict(t.spec), tlog[t.index], sweep.cpus_per_trial))
+        threads = _get_threads()
+        try:
+            _execute_sequential(sweep, trials, groups, glog, tlog, progress, log)
+        finally:
+            if threads:  # trials set this process's torch threads; give it back
+                _set_threads(threads)
     wall = time.time() - t0
     manifest.doc.update({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": round(wall, 1),
                          "counts": counts})
@@ -512,6 +506,31 @@ def execute(sweep: Sweep, *, use_ray: bool | None = None, address: str | None = 
         log(text)
         log(f"report: {md.parent / 'report.html'}")
     return manifest.doc
+
+
+def _get_threads() -> int:
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return 0
+    return torch.get_num_threads()
+
+
+def _execute_sequential(sweep: Sweep, trials: Sequence[Trial], groups: Mapping[str, list[dict[str, Any]]],
+                        glog: Mapping[str, str], tlog: Mapping[int, str],
+                        progress: Callable[[Trial, Mapping[str, Any]], None], log: Log) -> None:
+    failed_groups: dict[str, str] = {}
+    for g, specs in groups.items():
+        log(f"sweep: preparing {json.loads(g)[:3]} ({len(specs)} spec(s))")
+        r = prepare_group(specs, glog[g], sweep.cpus_per_trial)
+        if r["status"] != "ok":
+            failed_groups[g] = r["error"]
+    for t in trials:
+        if t.group in failed_groups:
+            progress(t, {"status": "failed", "run_dir": None, "seconds": 0.0,
+                         "error": f"prepare failed: {failed_groups[t.group]}"})
+            continue
+        progress(t, run_trial(asdict(t.spec), tlog[t.index], sweep.cpus_per_trial))
 
 
 def _execute_ray(sweep: Sweep, trials: Sequence[Trial], groups: Mapping[str, list[dict[str, Any]]],

@@ -283,11 +283,35 @@ def step_plots(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]
     return out
 
 
+def _attack_record_table(i: int, name: str, rec: dict[str, Any]) -> str:
+    """An attack record of :mod:`bench.attacks` (``metrics: {key: {before, after, ...}}``)."""
+    cols = ["before", "after", "recovery", "target", "undone"]
+    head = "".join(["<th class=\"text\">metric</th>"] + [f"<th>{c}</th>" for c in cols])
+    body = []
+    for key, m in rec["metrics"].items():
+        m = m if isinstance(m, dict) else {"after": m}
+        cells = [f'<td class="text" data-v="{_e(key)}">{_e(key)}</td>']
+        for c in cols:
+            n = _num(m.get(c))
+            cells.append(f'<td data-v="{"" if n is None else repr(n)}">{_e(_fmt(m.get(c)))}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    opts = ", ".join(f"{k}={v}" for k, v in (rec.get("options") or {}).items())
+    flag = " <b>FORGETTING UNDONE</b>" if rec.get("undone") else ""
+    return (f'<p class="meta">{_e(name)} [{_e(rec.get("kind", ""))}] {_e(opts)}; median undone over the forget '
+            f'metrics {_e(_fmt(rec.get("undone_median")))}{flag}</p><table class="sortable attacks" '
+            f'id="attack-{i}-{_e(name)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
 def attack_tables(rows: Sequence[dict[str, Any]]) -> str:
     parts = []
     for i, r in enumerate(rows):
         att = (r.get("_res") or {}).get("attacks")
         if not att:
+            continue
+        if isinstance(att, dict) and all(isinstance(v, dict) and isinstance(v.get("metrics"), dict)
+                                         for v in att.values()):
+            parts.append(f"<h3>{_e(r['run'])}</h3>" + "".join(
+                _attack_record_table(i, n, rec) for n, rec in att.items()))
             continue
         if isinstance(att, dict):
             items = [(str(k), v if isinstance(v, dict) else {"value": v}) for k, v in att.items()]

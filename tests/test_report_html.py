@@ -284,3 +284,14 @@ def test_sweep_dir_stands_for_its_finished_runs(tmp_path):
     (tmp_path / "killed").mkdir()
     (tmp_path / "killed" / ".results.json.x.tmp").write_text("{")  # a half-written file is never read
     assert expand_dirs([tmp_path / "sweep", dirs[2]]) == [str(dirs[0]), str(dirs[1]), dirs[2]]
+
+
+def test_attack_records_get_a_metric_table(tmp_path):
+    rec = {"kind": "model", "options": {"bits": 4}, "sets": ["forget"], "undone_median": 0.75, "undone": True,
+           "metrics": {"forget_rouge_l": {"before": 0.2, "after": 0.8, "recovery": 0.6, "target": 1.0, "undone": 0.75}}}
+    d = _results(tmp_path / "a", aggregates={"model_utility": 0.5}, attacks={"quant-4bit": rec})
+    write_report([d], tmp_path / "rep")
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "FORGETTING UNDONE" in page and "bits=4" in page
+    row = page.split('id="attack-0-quant-4bit"')[1].split("</tr>")[1]  # after the header row
+    assert "forget_rouge_l" in row and ">0.8000<" in row and ">0.7500<" in row

@@ -19,6 +19,8 @@ EPILOG = """examples:
   bench prepare --task synthetic-forget10 --model tiny
   bench list methods
   bench report reports/runs/*
+  bench sweep --tasks synthetic-forget10 --methods ga,gd,npo-gd --seeds 0,1 --grid epochs=2
+  bench sweep sweeps/demo.toml --address auto
 """
 
 
@@ -97,9 +99,36 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", choices=["tasks", "methods", "metrics", "backends", "attacks", "models"])
 
     rp = sub.add_parser("report", help="summary table + forget-efficacy/model-utility scatter of runs",
-                        description="example: bench report reports/runs/*")
-    rp.add_argument("runs", nargs="+", help="run directories")
+                        description="Writes report.md, frontier.png and report.html (one self-contained page:\n"
+                        "sortable leaderboard, frontier with its Pareto front, per-step plots, attacks, configs).\n"
+                        "example: bench report reports/runs/*   or   bench report reports/sweeps/demo",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rp.add_argument("runs", nargs="+", help="run directories, or sweep directories (their finished runs)")
     rp.add_argument("--out", default=None, help="report directory (default: reports/report)")
+
+    sw = sub.add_parser("sweep", help="tasks x methods x option grids x seeds, each trial a bench run (on Ray)",
+                        description="Run a sweep file (TOML/YAML; see bench/sweep.py) or the same as lists; every\n"
+                        "trial is an ordinary bench run (finished ones are skipped), on Ray when installed.\n"
+                        "CLI lists override the file's.\n"
+                        "example: bench sweep --tasks synthetic-forget10 --methods ga,gd,npo-gd --seeds 0,1 --grid epochs=2",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sw.add_argument("file", nargs="?", help="sweep file (.toml, .yaml, .yml)")
+    sw.add_argument("--tasks", help="comma-separated task names")
+    sw.add_argument("--methods", help="comma-separated method names")
+    sw.add_argument("--seeds", help="comma-separated integer seeds")
+    sw.add_argument("--models", help="comma-separated models (default tiny)")
+    sw.add_argument("--grid", action="append", default=[], metavar="[METHOD.]KEY=V1,V2",
+                    help="option grid for every method that takes KEY, or for METHOD only")
+    sw.add_argument("--backend", help="hf (default), vllm, or auto")
+    sw.add_argument("--backend-set", action="append", default=[], metavar="KEY=VALUE", help="backend option")
+    sw.add_argument("--data-dir", help="local data directory")
+    sw.add_argument("--limit", type=int, help="evaluate only the first N items of each set")
+    sw.add_argument("--out", help="sweep directory (default reports/sweeps/<name>)")
+    sw.add_argument("--name", help="sweep name (default: the file's stem, or 'sweep')")
+    sw.add_argument("--address", help="Ray cluster address (HOST:PORT or auto); default: a local cluster")
+    sw.add_argument("--no-ray", action="store_true", help="run the trials one after another in this process")
+    sw.add_argument("--cpus-per-trial", type=int, help="CPU threads per trial (default 1)")
+    sw.add_argument("--dry-run", action="store_true", help="list the trials and exit")
     return ap
 
 
@@ -165,18 +194,64 @@ def main(argv: list[str] | None = None) -> int:
             _print_summary(p.target_run)
         elif args.verb == "list":
             _list(args.what)
+        elif args.verb == "sweep":
+            return _sweep(args)
         elif args.verb == "report":
             from bench.report import write_report
 
             text, md, png = write_report(args.runs, Path(args.out or "reports/report"))
             print(text)
-            print(f"\nreport: {md}\nplot:   {png}")
+            print(f"\nreport: {md}\nplot:   {png}\npage:   {md.parent / 'report.html'}")
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)
         return 130
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from bench import sweep as sw
+
+    raw: dict = sw.load_file(args.file) if args.file else {}
+    source = args.file or "command line"
+    for key in ("tasks", "methods", "seeds", "models"):
+        v = getattr(args, key)
+        if v is not None:
+            raw.pop(sw._LIST_KEYS[key], None)
+            raw[key] = [x.strip() for x in v.split(",") if x.strip()]
+    for g in args.grid:
+        k, sep, vals = g.partition("=")
+        if not sep or not k.strip():
+            raise BenchError(f"--grid {g!r}: expected [METHOD.]KEY=V1,V2")
+        values = [x.strip() for x in vals.split(",")]
+        grid = raw.setdefault("grid", {})
+        meth, dot, key = k.strip().rpartition(".")
+        if dot:
+            grid.setdefault(meth, {})[key] = values
+        else:
+            grid[key] = values
+    for key in ("backend", "data_dir", "limit", "out", "name"):
+        v = getattr(args, key)
+        if v is not None:
+            raw[key] = v
+    if args.backend_set:
+        raw["backend_options"] = {**(raw.get("backend_options") or {}), **_backend_options(args.backend_set)}
+    if args.cpus_per_trial is not None:
+        raw["cpus_per_trial"] = args.cpus_per_trial
+    sweep = sw.parse(raw, source=source, name=Path(args.file).stem if args.file else None)
+    if args.dry_run:
+        trials = sw.expand(sweep)
+        for t in trials:
+            print(f"{t.index:>3}  {t.label}")
+        print(f"{len(trials)} trials; out {Path(sweep.out).resolve()}")
+        return 0
+    doc = sw.execute(sweep, use_ray=False if args.no_ray else None, address=args.address)
+    failed = doc["counts"]["failed"]
+    if failed:
+        print(f"error: {failed} trial(s) failed (their logs: {Path(sweep.out).resolve() / 'logs'})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,7 +4,19 @@ scatter (PNG) with the reference models marked.
 Conventions: *model utility* (x) as the task reports it (higher = more utility kept);
 *forget efficacy* (y) is ``log10(forget quality)`` when a retain-model reference exists
 (higher = closer to the retain-only model; 0 is the best possible), otherwise
-``1 − forget ROUGE-L`` (higher = less of the forget answers reproduced).
+``1 − forget ROUGE-L`` (higher = less of the forget answers reproduced). A task that
+declares a frontier (``results.json`` ``frontier``: efficacy, utility, efficacy direction)
+gets those axes, and its ``headline`` keys as the columns.
+
+The *Pareto front* of the runs (references excluded) is the set of runs no other run beats
+on both axes at once (ties kept); it is drawn on the plot. ``report.html``
+(:mod:`bench.report_html`) is written beside ``report.md``; a sweep directory (holding
+``sweep.json``) stands for its finished runs.
+
+Confidence intervals are read from a run's results when present, in any of these forms:
+``results["intervals"][key] = [low, high]`` (or ``{"low": .., "high": ..}``),
+``aggregates[key + "_ci"] = [low, high]``, ``aggregates[key + "_ci_low"]`` /
+``[key + "_ci_high"]``, or ``aggregates[key] = {"value": v, "ci": [low, high]}``.
 """
 
 from __future__ import annotations
@@ -63,11 +75,39 @@ def columns(results: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(k, LABELS.get(k, k)) for k in keys]
 
 
+def value(agg: dict[str, Any], key: str) -> Any:
+    """``agg[key]``, unwrapping ``{"value": v, ...}``."""
+    v = agg.get(key)
+    return v.get("value") if isinstance(v, dict) else v
+
+
+def interval(res: dict[str, Any], key: str) -> tuple[float, float] | None:
+    """The confidence interval of aggregate ``key`` held in ``res`` (forms: module docstring)."""
+    def pair(v: Any) -> tuple[float, float] | None:
+        if isinstance(v, dict):
+            v = [v.get("low", v.get("lo")), v.get("high", v.get("hi"))]
+        if (isinstance(v, (list, tuple)) and len(v) == 2
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
+            return float(v[0]), float(v[1])
+        return None
+
+    agg = res.get("aggregates") or {}
+    for cand in ((res.get("intervals") or {}).get(key), agg.get(f"{key}_ci"),
+                 [agg.get(f"{key}_ci_low"), agg.get(f"{key}_ci_high")],
+                 agg[key].get("ci") if isinstance(agg.get(key), dict) else None):
+        got = pair(cand)
+        if got is not None:
+            return got
+    return None
+
+
 def _row(res: dict[str, Any], label: str | None = None) -> dict[str, Any]:
     agg = res.get("aggregates", {})
     row = {"run": label or f"{res['task']} / {res['method']} / {res['model']}",
            "headline": list(res.get("headline") or []), "frontier": res.get("frontier")}
-    row.update(agg)
+    row.update({k: value(agg, k) for k in agg})
+    row["_ci"] = {k: ci for k in agg if (ci := interval(res, k)) is not None}
+    row["_res"] = res
     return row
 
 
@@ -77,11 +117,13 @@ def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> li
     loaded = [load_results(d) for d in run_dirs]
     opts = [(r.get("config") or {}).get("method_options") or {} for r in loaded]
     varying = sorted({k for o in opts for k in o if len({repr(p.get(k)) for p in opts}) > 1})
-    for res, o in zip(loaded, opts):
+    for run_dir, res, o in zip(run_dirs, loaded, opts):
         label = f"{res['task']} / {res['method']} / {res['model']}"
         if varying:
-            label += " (" + ", ".join(f"{k}={o.get(k)}" for k in varying) + ")"
-        rows.append({**_row(res, label), "kind": "run"})
+            shown = [k for k in varying if k in o]  # only the options this run's method has
+            if shown:
+                label += " (" + ", ".join(f"{k}={o.get(k)}" for k in shown) + ")"
+        rows.append({**_row(res, label), "kind": "run", "dir": str(run_dir)})
         if not with_references:
             continue
         for kind, ref in (res.get("references") or {}).items():
@@ -90,7 +132,9 @@ def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> li
                 r = load_results(ref)
                 label = {"retain": "reference: retain-only model", "target": "reference: target before unlearning",
                          }.get(kind, f"reference: {kind} model")  # e.g. a task's retrained run
-                rows.append({**_row(r, label), "kind": kind})
+                if "seed" in varying:  # one reference run per seed
+                    label += f" (seed={r.get('seed')})"
+                rows.append({**_row(r, label), "kind": kind, "dir": str(ref)})
     return rows
 
 
@@ -139,31 +183,63 @@ def utility_key(rows: list[dict[str, Any]]) -> str:
     return next(iter(declared)) if len(declared) == 1 else "model_utility"
 
 
+def efficacy_higher_is_better(rows: list[dict[str, Any]]) -> bool:
+    """The direction of the y axis: the declared frontier's, else higher is better."""
+    key, _ = efficacy_axis(rows)
+    for r in rows:
+        f = r.get("frontier") or {}
+        if f.get("efficacy") == key:
+            return bool(f.get("efficacy_higher_is_better", True))
+    return True
+
+
+def pareto_front(points: Sequence[tuple[float, float]], y_higher_is_better: bool = True) -> list[int]:
+    """Indices of the non-dominated points (x higher is better; y as given), sorted by x.
+    A point is dominated when another is at least as good on both axes and better on one."""
+    sign = 1.0 if y_higher_is_better else -1.0
+    out = []
+    for i, (xi, yi) in enumerate(points):
+        dominated = any(
+            xj >= xi and sign * yj >= sign * yi and (xj > xi or sign * yj > sign * yi)
+            for j, (xj, yj) in enumerate(points) if j != i
+        )
+        if not dominated:
+            out.append(i)
+    return sorted(out, key=lambda i: (points[i][0], sign * points[i][1]))
+
+
 def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))  # the legend goes beside it
     key, ylabel = efficacy_axis(rows)
     style = {"run": dict(marker="o", s=60), "retain": dict(marker="*", s=220, c="tab:green"),
              "target": dict(marker="X", s=120, c="tab:red")}
     ukey = utility_key(rows)
+    run_pts: list[tuple[float, float]] = []
     for r in rows:
         y, x = efficacy(r, key), r.get(ukey)
-        if x is None or y is None:
+        if not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
             continue
-        ax.scatter([x], [y], label=r["run"], **style.get(r["kind"], style["run"]))
+        if r["kind"] == "run":
+            run_pts.append((float(x), float(y)))
+        ax.scatter([x], [y], label=r["run"], zorder=3, **style.get(r["kind"], style["run"]))
+    front = pareto_front(run_pts, efficacy_higher_is_better(rows))
+    if front:
+        # the staircase boundary of what the front dominates
+        ax.step([run_pts[i][0] for i in front], [run_pts[i][1] for i in front], where="pre",
+                color="black", alpha=0.6, lw=1.2, ls="--", zorder=2, label="Pareto front of the runs")
     ax.set_xlabel(f"{ukey.replace('_', ' ')} (higher is better)")
     ax.set_ylabel(ylabel)
     ax.set_title("Forget efficacy vs model utility")
     ax.grid(alpha=0.3)
-    if ax.collections:
-        ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    if ax.collections:  # beside the axes, never over a point
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120)
+    fig.savefig(out_png, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return out_png
 
@@ -203,10 +279,16 @@ def attack_tables(res: dict[str, Any], markdown: bool = False) -> str:
 
 
 def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str) -> tuple[str, Path, Path]:
-    """Write ``report.md`` and ``frontier.png`` into ``out_dir``; returns (terminal table, md, png)."""
+    """Write ``report.md``, ``frontier.png`` and ``report.html`` into ``out_dir``; returns
+    (terminal table, md, png). A sweep directory (``sweep.json`` inside) stands for its
+    finished runs."""
+    from bench.report_html import write_html
+
     out = Path(out_dir)
+    run_dirs = expand_dirs(run_dirs)
     rows = rows_for(run_dirs)
     png = scatter(rows, out / "frontier.png")
+    write_html(rows, columns([r["_res"] for r in rows]), out / "report.html", frontier_png=png)
     md = out / "report.md"
     text = ["# Unlearning report", "", table(rows, markdown=True), "",
             "Forget quality: KS-test p-value of truth ratios vs the retain-only model (higher = closer; "
@@ -219,3 +301,24 @@ def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str) -> tuple[s
                      attack_tables(res, markdown=True), ""]
     atomic_write_text(md, "\n".join(text))
     return table(rows), md, png
+
+
+def expand_dirs(dirs: Sequence[Path | str]) -> list[Path | str]:
+    """``dirs`` with each sweep directory (``sweep.json`` inside, no ``results.json``)
+    replaced by its finished trials' run directories, in trial order."""
+    out: list[Path | str] = []
+    for d in dirs:
+        manifest = Path(d) / "sweep.json"
+        if not (Path(d) / "results.json").exists() and manifest.exists():
+            try:
+                doc = json.loads(manifest.read_text())
+            except json.JSONDecodeError as e:
+                raise BenchError(f"{manifest}: not valid JSON ({e.msg})") from e
+            found = [t["run_dir"] for t in doc.get("trials", [])
+                     if t.get("run_dir") and Path(t["run_dir"], "results.json").exists()]
+            if not found:
+                raise BenchError(f"sweep '{d}' has no finished trial yet")
+            out.extend(found)
+        else:
+            out.append(d)
+    return out

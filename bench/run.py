@@ -141,6 +141,11 @@ def load_task(spec: RunSpec) -> tuple[Task, TaskData]:
 
 # --------------------------------------------------------------------------- prepare
 
+# Prepared models are part of the task's target, not of a run: they are trained with one
+# fixed seed, so every --seed of a sweep unlearns the same target (the cache key has no seed).
+PREPARE_SEED = 0
+
+
 def finetune_settings(alias: Any) -> dict[str, Any]:
     base = {"epochs": 5, "lr": 1e-5, "batch_size": 16}  # TOFU fine-tuning scale (locuslab/tofu)
     if alias is not None:
@@ -174,8 +179,8 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
 
             t0 = time.time()
             bundle = models.load_bundle(base_path, prompt_style=spec.prompt_style, name=spec.model)
-            _seed_all(spec.seed)
-            finetune(bundle, items, seed=spec.seed, desc=f"prepare {split} ({len(items)} QA)", **ft)
+            _seed_all(PREPARE_SEED)
+            finetune(bundle, items, seed=PREPARE_SEED, desc=f"prepare {split} ({len(items)} QA)", **ft)
             models.save_bundle(bundle, tmp)
             atomic_write_json(tmp / "bench_prepared.json", {
                 "base": spec.model, "base_fingerprint": base_fp, "split": split,
@@ -530,6 +535,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         "method_options": rp.options, "model": spec.model, "target": str(target),
         "target_fingerprint": dir_fingerprint(target), "backend": rp.backend_name,
         "backend_options": spec.backend_options, "seed": spec.seed, "limit": spec.limit,
+        "cpu_threads": _cpu_threads(),
         "data": rp.data.files, "prompt_style": spec.prompt_style,
         "reference_run": str(models_.references["retain"]) if "retain" in models_.references else None,
     }
@@ -718,6 +724,15 @@ def _resolve_reference(spec: RunSpec, task: Task, data: TaskData, log: Log) -> P
     if (ref / "results.json").exists():
         return ref
     return reference_run(spec, spec.reference, task, data, log)  # a model: evaluate it as it is
+
+
+def _cpu_threads() -> int | None:
+    """torch's intra-op threads when training/evaluating on CPU: float sums are split
+    differently with another count, so the last bits of results depend on it (recorded and
+    part of the run's hash); ``None`` on CUDA."""
+    import torch
+
+    return None if torch.cuda.is_available() else torch.get_num_threads()
 
 
 def _metric_config(eval_sets: list[Any]) -> dict[str, list[dict[str, Any]]]:

@@ -181,6 +181,10 @@ def _list(what: str) -> None:
            "backends": registry.BACKENDS}[what]
     for e in reg.entries():
         print(f"{e.name:<24} {e.description}")
+        if what == "metrics":
+            from bench.metrics import metric_applies_to, metric_direction, metric_kind
+
+            print(" " * 25 + f"{metric_kind(e.obj)}; {metric_direction(e.obj)}; applies to: {metric_applies_to(e.obj)}")
         if what == "tasks":
             from bench.adapters import method_options, type_name
 

@@ -107,6 +107,11 @@ def encode_pairs(bundle: ModelBundle, items: Sequence[Item], max_length: int) ->
     for it in items:
         if fmt == "raw":
             prompt, cont = bos + it.question, it.answer
+        elif fmt == "chat":
+            from bench.metrics.base import chat_prompt
+
+            prompt = chat_prompt(bundle.prompt, bundle.tokenizer, it.question, str(it.meta.get("answer_lead", "")))
+            cont = it.answer
         else:
             prompt = bundle.prompt.prompt(it.question, bundle.tokenizer)
             cont = bundle.prompt.continuation(it.answer)

@@ -1,7 +1,8 @@
 """Task definitions, installed as ``bench.tasks``; importing this package registers them.
 
 Each module registers its tasks in :data:`bench.registry.TASKS`: ``tofu`` (TOFU
-forget01/05/10) and ``synthetic`` (the embedded offline default).
+forget01/05/10), ``closer_look`` (continual TOFU, real world), ``rwku`` and
+``synthetic`` (the embedded offline default).
 """
 
-from . import synthetic, tofu  # noqa: F401  (registers the tasks)
+from . import closer_look, synthetic, tofu  # noqa: F401  (registers the tasks)

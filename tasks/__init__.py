@@ -5,4 +5,4 @@ forget01/05/10), ``closer_look`` (continual TOFU, real world), ``rwku`` and
 ``synthetic`` (the embedded offline default).
 """
 
-from . import closer_look, synthetic, tofu  # noqa: F401  (registers the tasks)
+from . import closer_look, rwku, synthetic, tofu  # noqa: F401  (registers the tasks)

@@ -58,7 +58,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.data import STR_LIST, TEXT, INT, load_hub_split, read_records, records_sha256, require, sha256_file
+from bench.data import (
+    INT,
+    STR_LIST,
+    TEXT,
+    load_hub_split,
+    read_records,
+    records_sha256,
+    require,
+    sha256_file,
+)
 from bench.errors import BenchError, DataError
 from bench.graph import Derived, Ref
 from bench.items import EvalSet, Item, MetricSpec, Split, TaskData

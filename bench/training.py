@@ -91,7 +91,9 @@ def encode_pairs(bundle: ModelBundle, items: Sequence[Item], max_length: int) ->
 
     The split's format (:func:`bench.items.split_format`) decides the text: ``"model"``
     (default) goes through the model's prompt config; ``"raw"`` is BOS (where the model
-    uses one) + ``question`` as is, continuation ``answer`` verbatim; ``"document"`` texts
+    uses one) + ``question`` as is, continuation ``answer`` verbatim; ``"chat"`` is the
+    question as the chat template's user turn + ``meta["answer_lead"]``, continuation
+    verbatim (:func:`bench.metrics.base.chat_prompt`); ``"document"`` texts
     (``answer``) are cut into consecutive ``max_length`` windows (not truncated), every
     token a label except a window's first (nothing predicts it).
 

@@ -141,3 +141,56 @@ def test_data_problems_are_named(tmp_path: Path, monkeypatch):
         TASKS.get("tofu-continual-forget01")(task_list="1").load(tmp_path)
     with pytest.raises(DataError, match="neither 'forget.json' nor 'real_world/forget.json'"):
         TASKS.get("realworld")().load(tmp_path)
+
+
+def _stepper(tmp_path: Path, calls: Path, die_on: int | None) -> Path:
+    a = tmp_path / "stepper.py"
+    a.write_text(
+        "import os, torch\n"
+        f"DIE = {die_on!r}\n"
+        "def unlearn(model, forget, retain, *, ctx=None):\n"
+        f"    n = len(open({str(calls)!r}).read()) if os.path.exists({str(calls)!r}) else 0\n"
+        "    if DIE is not None and n == DIE:\n"
+        "        raise KeyboardInterrupt('killed')\n"
+        f"    open({str(calls)!r}, 'a').write(str(ctx.step))\n"
+        "    assert ctx.steps == 2 and ctx.step_reference == 'previous'\n"
+        "    with torch.no_grad():\n"
+        "        for p in model.module.parameters():\n"
+        "            p.mul_(0.9)\n"
+        "    return model\n"
+    )
+    return a
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_continual_run_resumes_after_a_kill_between_steps(shared_data, tmp_path, tiny_bundle):
+    from bench.models import save_bundle
+    from bench.run import RunSpec, run
+
+    model = tmp_path / "tiny-model"
+    save_bundle(tiny_bundle, model)
+    calls = tmp_path / "calls.txt"
+    adapter = _stepper(tmp_path, calls, die_on=1)
+    spec = RunSpec(task="tofu-continual-forget01", method=f"{adapter}:unlearn", model=str(model), as_is=True,
+                   limit=1, data_dir=str(shared_data), out=str(tmp_path / "runs"),
+                   task_options={"task_list": "1,2", "embedding_model": str(tmp_path / "no-embedder"),
+                                 "nli_model": str(tmp_path / "no-nli")})
+    with pytest.raises(KeyboardInterrupt):
+        run(spec, log=lambda s: None)
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert (run_dir / "steps" / "0.json").exists() and not (run_dir / "steps" / "1.json").exists()
+    adapter.write_text(adapter.read_text().replace("DIE = 1", "DIE = None"))
+    logs: list[str] = []
+    run(spec, log=logs.append)
+    assert calls.read_text() == "01", "a finished step was unlearned again"
+    assert any("step 1/2 (task1) already finished" in line for line in logs)
+    res = json.loads((run_dir / "results.json").read_text())
+    assert [r["step"] for r in res["steps"]] == ["task1", "task2"]
+    for row in res["steps"]:
+        agg = row["aggregates"]
+        assert agg["forget_rouge_l"] is not None and agg["retain_probability"] is not None
+        assert agg["model_utility"] is not None  # TOFU's 9 numbers need no scorer model
+        assert agg["forget_cosine_similarity"] is None and agg["closer_look_mu"] is None  # no scorer: missing
+    forget_ids = [sets["forget"]["item_ids"] for sets in res["sets_per_step"]]
+    assert forget_ids[0] != forget_ids[1]  # each step is evaluated on its own forget set

@@ -239,6 +239,11 @@ class ContinualTofuTask(Task):
                                where(names[name]), fields, options=True, keep_as={"original_answer": "original_answer"})
             fixed.append(EvalSet(name, items, closer_look_metrics("options", reference_field="original_answer", **cl),
                                  role="retain", max_new_tokens=MAX_NEW_TOKENS, source=src.key(names[name])))
+        # the tiny alias's general knowledge: every real-authors / world-facts row (not cut by
+        # ds_size or --limit, so the prepared models never depend on them)
+        pretrain = [it for name in ("real_authors", "world_facts")
+                    for it in _row_items(rows[name], range(len(rows[name])), f"pretrain/{name}", where(names[name]),
+                                         {**OPTIONS, "original_answer": TEXT}, options=True)]
         steps = []
         for k, tid in enumerate(order):
             done = set(order[:k + 1])
@@ -252,7 +257,7 @@ class ContinualTofuTask(Task):
             steps.append(Step(f"task{tid}", mine, retain + later, [forget_eval, *fixed]))
         return TaskData(
             forget=forget_all, retain=retain, full=retain + forget_all, eval_sets=list(steps[0].eval_sets),
-            files=dict(src.files), source=src.source, steps=steps,
+            files=dict(src.files), source=src.source, steps=steps, pretrain=pretrain,
             derived=closer_look_nodes(TOFU_UTILITY_SETS, retain_set="retain") + tofu_derived(),
         )
 

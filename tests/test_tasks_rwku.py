@@ -135,3 +135,14 @@ def test_hub_rows_filtered_by_subject(monkeypatch):
     assert rows == [hub[("forget_level1", "test")][0]] and "subject 'Confucius'" in where
     assert json.dumps(sorted(src.files)) == json.dumps(["hub:jinzhuoran/RWKU/forget_level1/test",
                                                         "hub:jinzhuoran/RWKU/forget_target/train"])
+
+
+def test_list_tasks_shows_the_new_tasks_with_options_and_sizes(capsys):
+    from bench.cli import main
+
+    assert main(["list", "tasks"]) == 0
+    out = capsys.readouterr().out
+    for name in ("rwku", "realworld", "tofu-continual-forget01", "tofu-continual-forget05", "tofu-continual-forget10"):
+        assert f"\n{name} " in out
+    assert "targets: str = '1_Stephen_King'" in out and "task_list: str = ''" in out
+    assert "9 steps x forget 400" in out and "forget corpus 582 texts" in out

@@ -143,6 +143,6 @@ def test_list_tasks_shows_the_new_tasks_with_options_and_sizes(capsys):
     assert main(["list", "tasks"]) == 0
     out = capsys.readouterr().out
     for name in ("rwku", "realworld", "tofu-continual-forget01", "tofu-continual-forget05", "tofu-continual-forget10"):
-        assert f"\n{name} " in out
+        assert f"\n{name} " in "\n" + out
     assert "targets: str = '1_Stephen_King'" in out and "task_list: str = ''" in out
     assert "9 steps x forget 400" in out and "forget corpus 582 texts" in out

@@ -288,8 +288,10 @@ def resolve_models(rp: RunPlan, log: Log) -> Models:
     return Models(target, prepared, refs)
 
 
-def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log) -> tuple[Any, Path | None]:
-    """Stage 3 (per step): the model after step ``k``'s unlearning, from model ``start``.
+def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log,
+                 initial: Path | str | None = None) -> tuple[Any, Path | None]:
+    """Stage 3 (per step): the model after step ``k``'s unlearning, from model ``start``
+    (``initial``: the target before any step, for methods whose reference is it).
 
     Returns ``(bundle, checkpoint dir or None)``. A checkpoint of a killed run is reused.
     """
@@ -309,7 +311,7 @@ def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log
         kwargs["ctx"] = MethodContext(
             spec.task, spec.seed, rp.data, list(rp.data.extras.get("refusals", [])),
             step=k, steps=len(rp.steps), step_reference=spec.step_reference,
-            initial_model=str(rp.data.extras.get("_initial_model", "")) or None)
+            initial_model=str(initial) if initial is not None else None)
     where = f" (step {k + 1}/{len(rp.steps)}: {step.name})" if len(rp.steps) > 1 else ""
     log(f"run: unlearning with {rp.method_name} {rp.options}{where}")
     out = rp.method_fn(bundle, step.forget, step.retain, **kwargs)
@@ -383,7 +385,6 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     models_ = resolve_models(rp, log)                                   # 2. models
     timings: dict[str, Any] = {"prepare_s": round(time.time() - t_start, 3)}
     target = models_.target
-    rp.data.extras["_initial_model"] = str(target)
 
     resolved = {
         "task": spec.task, "task_options": rp.task.options(), "method": rp.method_name,
@@ -426,7 +427,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             start = nxt if nxt.exists() else start
             continue
         t0 = time.time()
-        bundle, ckpt = unlearn_step(rp, k, start, run_dir, log)          # 3. unlearn
+        bundle, ckpt = unlearn_step(rp, k, start, run_dir, log, target)  # 3. unlearn
         unlearn_s = round(time.time() - t0, 3)
         training = list(bundle.provenance.get("training", []))
         prompt = bundle.prompt.to_dict()

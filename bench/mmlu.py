@@ -168,3 +168,67 @@ def mmlu_eval_set(data_dir: str | Path | None = None, subjects: Sequence[str] | 
     es = EvalSet(name, items, [MetricSpec("choice_accuracy", {"average": average})], role="retain",
                  max_new_tokens=1, source=f"{src} ({shots}-shot)", format="raw")
     return es, files
+
+
+def evaluate_mmlu(model: str, data_dir: str | Path | None = None, subjects: Sequence[str] | str | None = None,
+                  shots: int = 5, per_subject: int | None = None, backend: str = "hf",
+                  cache: bool = True) -> dict[str, Any]:
+    """MMLU accuracy of ``model`` (alias, directory or hub id) as it is: overall (micro),
+    per subject, and the counts. The requests go through the suite's answering layer
+    (request cache included), like a run's."""
+    import time
+
+    from bench.backends.cache import AnsweringLayer
+    from bench.evaluate import answer, plan, score
+    from bench.models import load_bundle, resolve
+    from bench.paths import cache_dir
+    from bench.registry import BACKENDS
+
+    es, files = mmlu_eval_set(data_dir, subjects, shots, per_subject)
+    path, _ = resolve(model)
+    bundle = load_bundle(path, name=model)
+    t0 = time.time()
+    p = plan(bundle, [es])
+    layer = AnsweringLayer(BACKENDS.get(backend)(bundle), bundle.fingerprint(),
+                           cache_dir() / "requests" if cache else None)
+    try:
+        responses = answer(p, layer)
+    finally:
+        layer.close()
+    answered = time.time() - t0
+    sets, _ = score(p, responses)
+    res = sets[es.name]
+    by: dict[str, list[float]] = {}
+    for it, v in zip(es.items, res.per_item["choice_accuracy"]):
+        by.setdefault(it.meta["subject"], []).append(float(v))
+    return {"accuracy": res.aggregates["choice_accuracy"], "questions": len(es.items), "shots": shots,
+            "per_subject": {s: sum(v) / len(v) for s, v in by.items()}, "answer_s": round(answered, 2),
+            "source": es.source, "files": files}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.mmlu --model M [--subjects a,b,c] [--shots 5] [--per-subject N] [--data-dir D]``."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m bench.mmlu", description="MMLU accuracy by option log-likelihood")
+    ap.add_argument("--model", required=True, help="alias, model directory or hub id")
+    ap.add_argument("--data-dir", help=f"folder with dev/ and test/ CSVs (default ${DATA_ENV}, else the hub)")
+    ap.add_argument("--subjects", default="all", help="comma-separated subjects (default all 57)")
+    ap.add_argument("--shots", type=int, default=5)
+    ap.add_argument("--per-subject", type=int, help="first N test questions per subject")
+    ap.add_argument("--backend", default="hf")
+    args = ap.parse_args(argv)
+    try:
+        out = evaluate_mmlu(args.model, args.data_dir, args.subjects, args.shots, args.per_subject, args.backend)
+    except BenchError as e:
+        print(f"error: {e}")
+        return 2
+    out.pop("files")
+    print(json.dumps(out, indent=2))
+    print(f"MMLU {args.shots}-shot accuracy: {out['accuracy']:.4f} over {out['questions']} questions")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -255,6 +255,9 @@ def test_gibberish_class0_truncated_32(tmp_path, tiny_bundle):
 
 
 def test_missing_scorer_gives_none_and_one_line(tmp_path, capsys):
+    from bench.metrics import scored
+
+    scored._WARNED.clear()
     missing = str(tmp_path / "no-such-model")
     items = [Item("a", "q", "Kuwait City")]
     for m in (CosineSimilarity(model=missing, device="cpu"), Entailment(model=missing, device="cpu"),
@@ -264,6 +267,8 @@ def test_missing_scorer_gives_none_and_one_line(tmp_path, capsys):
         assert missing in m.note and "local directory" in m.note
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and missing in err[0]
+        assert m.score_set(items, [gen("Kuwait City")], CTX) == [None]  # another set: no second line
+        assert capsys.readouterr().err == ""
 
 
 # ---------------------------------------------------------------- MU / FE nodes

@@ -153,3 +153,28 @@ def test_privleak_needs_a_reference():
         privleak(0.7)
     assert privleak(0.7, 0.5) == pytest.approx((0.3 - 0.5) / 0.5 * 100)
     assert math.isfinite(privleak(0.7, 0.5))
+
+
+def test_benchmark_specs_and_auc_nodes():
+    from bench.metrics.mia import MUSE_NEWS_REFERENCE, auc_nodes, benchmark_specs
+
+    muse = benchmark_specs("muse")
+    assert [(s.name, dict(s.options)) for s in muse] == [("mia_min_k", {"k": 0.4, "min_one": False})]
+    rwku = {s.name: dict(s.options) for s in benchmark_specs("rwku")}
+    assert rwku["mia_min_k_plus_plus"] == {"k": 0.2, "min_one": False, "clamp": None}
+    with pytest.raises(BenchError, match="unknown benchmark"):
+        benchmark_specs("wmdp")
+    me = _run({"forget": {"mia_min_k": [-0.1, -0.2]}, "holdout": {"mia_min_k": [-0.3, -0.4]}})
+    nodes = auc_nodes("forget", "holdout", ["mia_min_k"], privleak_attack="mia_min_k", semeval=True,
+                      **MUSE_NEWS_REFERENCE)
+    values, notes = compute(nodes, {"self": me})
+    assert values["mia_min_k_auc"] == 1.0 and values["privleak"] == pytest.approx(-100.0)
+    assert values["semeval_mia_score"] == pytest.approx(0.0)
+    assert nodes[1].options["reference_source"].startswith("MUSE published")
+    assert "members positive" in nodes[0].describe()["options"]["convention"]  # recorded with the node
+    from bench.metrics.mia import mia_auc
+
+    with pytest.raises(BenchError, match="convention"):
+        mia_auc([1.0], [0.0], convention="forget labelled 0")
+    with pytest.raises(BenchError, match="reference_role or reference_auc"):
+        auc_nodes("forget", "holdout", ["mia_min_k"], privleak_attack="mia_min_k")

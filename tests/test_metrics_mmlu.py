@@ -103,3 +103,34 @@ def test_choice_accuracy_micro_vs_macro():
     item = Item("i", "p", "A", meta={"choices": CHOICES, "answer_index": 0, "subject": "a"})
     assert mac.score(item, [ll(-0.1), ll(-1.0), ll(-1.0), ll(-1.0)], RAW) == {"subject": "a", "correct": 1.0}
     assert math.isclose(ChoiceAccuracy().aggregate([0.0]), 0.0)
+
+
+def test_evaluate_mmlu_on_the_tiny_model(tmp_path, tiny_bundle, capsys):
+    """End to end: prompts -> option likelihoods -> accuracy equals the argmax by hand."""
+    from bench.mmlu import evaluate_mmlu, main
+    from bench.models import save_bundle
+
+    d = _folder(tmp_path / "mmlu", test_rows=4)
+    model = tmp_path / "model"
+    save_bundle(tiny_bundle, model)
+    out = evaluate_mmlu(str(model), d, ["anatomy"], shots=1, cache=False)
+    assert out["questions"] == 4 and 0.0 <= out["accuracy"] <= 1.0
+    # by hand: sum of log-probs of " A".." D" after the prompt, with the model directly
+    import torch
+
+    items, _ = mmlu_items(d, ["anatomy"], shots=1)
+    tok, lm = tiny_bundle.tokenizer, tiny_bundle.module
+    right = 0
+    for it in items:
+        scores = []
+        for c in CHOICES:
+            p_ids = tok(it.question, add_special_tokens=False)["input_ids"]
+            full = tok(it.question + c, add_special_tokens=False)["input_ids"]
+            assert full[:len(p_ids)] == p_ids
+            with torch.no_grad():
+                logp = torch.log_softmax(lm(torch.tensor([full])).logits[0].float(), -1)
+            scores.append(sum(logp[i - 1, full[i]].item() for i in range(len(p_ids), len(full))))
+        right += int(max(range(4), key=lambda i: (scores[i], -i)) == it.meta["answer_index"])
+    assert out["accuracy"] == pytest.approx(right / 4)
+    assert main(["--model", str(model), "--data-dir", str(d), "--subjects", "anatomy", "--shots", "0"]) == 0
+    assert "MMLU 0-shot accuracy" in capsys.readouterr().out

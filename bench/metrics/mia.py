@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from bench import scores
 from bench.errors import BenchError
@@ -195,9 +195,14 @@ class MIAMinKPlusPlus(_MinK):
 
 
 @derived("mia_auc", "ROC AUC of an MIA score, members positive, higher score = member")
-def mia_auc(members: Sequence[float | None], nonmembers: Sequence[float | None]) -> float:
+def mia_auc(members: Sequence[float | None], nonmembers: Sequence[float | None],
+            convention: str = AUC_CONVENTION) -> float:
     """:func:`bench.scores.roc_auc` of the per-item scores of a member set (e.g. TOFU
-    ``forget``) against a non-member set (``holdout``). Convention: :data:`AUC_CONVENTION`."""
+    ``forget``) against a non-member set (``holdout``). Convention: :data:`AUC_CONVENTION`;
+    :func:`auc_nodes` passes it as the node's ``convention`` option so that it is recorded
+    with the node in ``results.json`` (any other value is refused: there is one convention)."""
+    if convention != AUC_CONVENTION:
+        raise BenchError(f"mia_auc: convention {convention!r} is not computed; the AUC is {AUC_CONVENTION}")
     return scores.roc_auc(members, nonmembers)
 
 
@@ -236,3 +241,63 @@ def semeval_mia_score(auc: float | None) -> float | None:
 
 semeval_mia_score.higher_is_better = True  # type: ignore[attr-defined]
 semeval_mia_score.applies_to = "the loss-attack AUC on member vs non-member documents (derived)"  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ what each benchmark runs
+
+def benchmark_specs(benchmark: str) -> list[Any]:
+    """The per-item MIA :class:`~bench.items.MetricSpec` list each benchmark scores with its
+    own conventions (put them on the member and non-member sets):
+
+    * ``"tofu"`` (open-unlearning): loss, zlib, min-k and min-k++ at k = 0.4, at least one
+      token, the final EOS dropped for min-k / min-k++ (the defaults);
+    * ``"muse"``: min-40 % as MUSE's ``privleak`` (``int(0.4·n)`` tokens, documents: every
+      token after BOS) — PrivLeak's score;
+    * ``"rwku"``: loss, zlib and min-k++ at k = 0.2 with ``int(k·n)`` and no σ² clamp,
+      as RWKU's ``eval_mia`` (per-set means; RWKU reports no AUC);
+    * ``"semeval"``: the loss attack.
+    """
+    from bench.items import MetricSpec
+
+    if benchmark == "tofu":
+        return [MetricSpec("mia_loss"), MetricSpec("mia_zlib"), MetricSpec("mia_min_k", {"k": 0.4}),
+                MetricSpec("mia_min_k_plus_plus", {"k": 0.4})]
+    if benchmark == "muse":
+        return [MetricSpec("mia_min_k", {"k": 0.4, "min_one": False})]
+    if benchmark == "rwku":
+        return [MetricSpec("mia_loss"), MetricSpec("mia_zlib"),
+                MetricSpec("mia_min_k_plus_plus", {"k": 0.2, "min_one": False, "clamp": None})]
+    if benchmark == "semeval":
+        return [MetricSpec("mia_loss")]
+    raise BenchError(f"benchmark_specs: unknown benchmark {benchmark!r} (tofu, muse, rwku, semeval)")
+
+
+def auc_nodes(members: str, nonmembers: str, attacks: Sequence[str], *, privleak_attack: str | None = None,
+              reference_role: str | None = None, reference_auc: float | None = None,
+              reference_source: str | None = None, semeval: bool = False) -> list[Any]:
+    """Graph nodes for MIA AUCs between sets ``members`` and ``nonmembers``:
+    ``<attack>_auc`` per attack (members positive), then optionally ``privleak`` on
+    ``privleak_attack``'s AUC against a reference run's own node (``reference_role``:
+    ``"retain"`` for TOFU, ``"retrained"`` for MUSE) or a constant ``reference_auc``
+    recorded with ``reference_source``, and ``semeval_mia_score`` of the first attack."""
+    from bench.graph import Derived, Ref
+
+    nodes = [Derived("mia_auc", {"members": Ref(f"{members}/{a}"), "nonmembers": Ref(f"{nonmembers}/{a}")},
+                     options={"convention": AUC_CONVENTION}, key=f"{a}_auc") for a in attacks]
+    if privleak_attack is not None:
+        key = f"@{privleak_attack}_auc"
+        if reference_role is not None:
+            nodes.append(Derived("privleak", {"auc": Ref(key), "reference_auc": Ref(key, role=reference_role)}))
+        elif reference_auc is not None:
+            nodes.append(Derived("privleak", {"auc": Ref(key)},
+                                 options={"reference_auc": reference_auc, "reference_source": reference_source or ""}))
+        else:
+            raise BenchError("auc_nodes: privleak needs reference_role or reference_auc")
+    if semeval:
+        nodes.append(Derived("semeval_mia_score", {"auc": Ref(f"@{attacks[0]}_auc")}))
+    return nodes
+
+
+#: MUSE-News without a stored retrained run: its published constant, in our AUC convention
+MUSE_NEWS_REFERENCE = {"reference_auc": 1 - MUSE_AUC_RETRAINED["news"],
+                       "reference_source": "MUSE published AUC'_retrained = 0.4772 (news, forget_holdout_Min-40%)"}

@@ -20,6 +20,8 @@ from bench.metrics.base import EvalContext, Metric
 from bench.metrics.common import check_responses
 from bench.requests import Generate, GenerateResponse, Request, Response
 
+_WARNED: set[tuple[str, str]] = set()
+
 
 def reference_text(metric: str, item: Item, field: str) -> str:
     """``item.answer`` for ``field="answer"`` (or ``"paraphrased_answer"``), else
@@ -84,7 +86,9 @@ class ScoredMetric(Metric):
             return self._load()
         except (BenchError, OSError, ValueError, ImportError) as e:
             self._note = unavailable_message(self.name, self.model, e)
-            print(f"warning: {self._note}", file=sys.stderr)
+            if (self.name, self.model) not in _WARNED:  # one line per metric and model per process
+                _WARNED.add((self.name, self.model))
+                print(f"warning: {self._note}", file=sys.stderr)
             return None
 
     def _load(self) -> Any:

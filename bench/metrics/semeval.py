@@ -122,7 +122,8 @@ def per_task_means(values: Sequence[Any], label: str) -> dict[str, float | None]
     return {f"{t}/{label}": (sum(s) / len(s) if s else None) for t, s in sums.items()}
 
 
-@derived("semeval_task_aggregate", "SemEval-2025 task aggregate: harmonic mean of 12 (forget as 1 - x)")
+@derived("semeval_task_aggregate", "SemEval-2025 task aggregate: harmonic mean of 12 (forget as 1 - x)",
+         outputs=("semeval_task_aggregate",))
 def semeval_task_aggregate(forget_regurgitation: Sequence[Any], forget_knowledge: Sequence[Any],
                            retain_regurgitation: Sequence[Any], retain_knowledge: Sequence[Any]
                            ) -> dict[str, float | None]:
@@ -140,12 +141,12 @@ def semeval_task_aggregate(forget_regurgitation: Sequence[Any], forget_knowledge
     return out
 
 
-semeval_task_aggregate.outputs = ("semeval_task_aggregate",)  # type: ignore[attr-defined]
 semeval_task_aggregate.higher_is_better = True  # type: ignore[attr-defined]
 semeval_task_aggregate.applies_to = "per-item regurgitation/knowledge of the forget and retain sets (derived)"  # type: ignore[attr-defined]
 
 
-@derived("semeval_final", "SemEval-2025 final score: mean of task aggregate, MIA score, MMLU (MMLU gate)")
+@derived("semeval_final", "SemEval-2025 final score: mean of task aggregate, MIA score, MMLU (MMLU gate)",
+         outputs=("semeval_final", "semeval_final_ungated", "semeval_mmlu_gate_passed"))
 def semeval_final(task_aggregate: float | None, mia_score: float | None, mmlu: float | None,
                   mmlu_gate: float | None = SEMEVAL_MMLU_GATE_7B) -> dict[str, float | None]:
     """:func:`bench.scores.semeval_final`. Returns ``semeval_final`` (``None`` below the
@@ -159,6 +160,5 @@ def semeval_final(task_aggregate: float | None, mia_score: float | None, mmlu: f
             "semeval_final_ungated": ungated, "semeval_mmlu_gate_passed": passed}
 
 
-semeval_final.outputs = ("semeval_final", "semeval_final_ungated", "semeval_mmlu_gate_passed")  # type: ignore[attr-defined]
 semeval_final.higher_is_better = True  # type: ignore[attr-defined]
 semeval_final.applies_to = "task aggregate, MIA score and MMLU accuracy (derived)"  # type: ignore[attr-defined]

@@ -12,6 +12,8 @@
       score    item metrics per set, then the task's derived nodes over this run and its
                references (:func:`score_step`)
       write    the step's results, atomically (``<run>/steps/<k>.json``)
+    attacks  ``--attack``: each attack on the last step's model, the affected sets answered
+             and scored again, before/after/recovery recorded (:func:`attack_step`)
     write    ``results.json`` (one row per step) + ``samples.jsonl`` (:func:`write_results`)
 
 A run directory's name is derived from the run's spec hash; its outputs are written
@@ -70,6 +72,8 @@ class RunSpec:
     cache: bool = True
     overwrite: bool = False
     save_model: bool = False
+    attacks: list[str] = field(default_factory=list)  # --attack NAME (repeatable)
+    attack_options: dict[str, str] = field(default_factory=dict)  # --attack-set [NAME.]key=value
 
 
 @dataclass
@@ -197,7 +201,8 @@ def reference_run(spec: RunSpec, model: str, task: Task, data: TaskData, log: Lo
     from dataclasses import replace
 
     ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"),
-                       as_is=True, reference=reference, overwrite=False, save_model=False)
+                       as_is=True, reference=reference, overwrite=False, save_model=False,
+                       attacks=[], attack_options={})
     return run(ref_spec, log=log, _data=(task, data))
 
 
@@ -375,6 +380,127 @@ def _step_references(models_: Models, k: int, prompt: dict[str, Any], eval_sets:
     return {r: v if isinstance(v, Results) else Results(*v) for r, v in out.items()}
 
 
+def plan_attack_stage(rp: RunPlan) -> list[Any]:
+    """Stage 1b: the ``--attack`` plugins built with their typed ``--attack-set`` options and
+    checked against the last step's eval sets (:func:`bench.attacks.base.plan_attacks`;
+    nothing is built). Options an attack takes and the user did not set default to the
+    alias' method overrides (the tiny model's lr) and the run's seed. ``[]`` without attacks."""
+    spec = rp.spec
+    if not spec.attacks:
+        if spec.attack_options:
+            raise BenchError("--attack-set given without --attack NAME (see `bench list attacks`)")
+        return []
+    from bench.attacks.base import plan_attacks
+
+    defaults: dict[str, Any] = dict(rp.alias.method_overrides) if rp.alias is not None else {}
+    defaults["seed"] = spec.seed
+    return plan_attacks(list(spec.attacks), dict(spec.attack_options), rp.data, rp.steps[-1].eval_sets, defaults)
+
+
+def _final_model(rp: RunPlan, models_: Models, run_dir: Path) -> Any:
+    """A fresh copy of the last step's model (the unlearned checkpoint, or the target for
+    method ``none``)."""
+    from bench import models
+
+    spec = rp.spec
+    ckpt = run_dir / ".partial" / f"step-{len(rp.steps) - 1}" / "model"
+    if ckpt.exists():
+        return models.load_bundle(ckpt, name=spec.model)
+    if rp.method_name == "none":
+        return models.load_bundle(models_.target, prompt_style=spec.prompt_style, name=spec.model)
+    raise BenchError(f"attacks: the unlearned model of {run_dir} is gone (no {ckpt}); rerun with --overwrite")
+
+
+def attack_step(rp: RunPlan, attacks: list[Any], models_: Models, run_dir: Path,
+                rows: list[dict[str, Any]], prompt: dict[str, Any], log: Log) -> dict[str, Any]:
+    """Stage 6b (after the last step): each attack on a fresh copy of the final model, then
+    the attacked sets through the normal answer and score stages (cache keys differ: other
+    weights or other prompts), compared with the unattacked numbers and the target run's
+    (:func:`bench.attacks.base.compare`). Each attack's record is written to
+    ``<run>/attacks/<name>.json`` (+ ``.samples.jsonl``) and reused on resume."""
+    from bench.attacks.base import (
+        UNDONE_THRESHOLD,
+        AttackContext,
+        affected_sets,
+        baseline_values,
+        compare,
+        metric_keys,
+        restrict,
+        undone_median,
+    )
+    from bench.graph import Results
+
+    spec, k = rp.spec, len(rp.steps) - 1
+    step, row = rp.steps[k], rows[-1]
+    previous = None
+    if len(rows) > 1:
+        previous = Results({n: SetResult.from_dict(d) for n, d in rows[-2]["sets"].items()}, rows[-2]["aggregates"])
+    refs = _step_references(models_, k, prompt, step.eval_sets, previous)
+    me = Results({n: SetResult.from_dict(d) for n, d in row["sets"].items()}, row["aggregates"])
+    out: dict[str, Any] = {}
+    for pa in attacks:
+        done = run_dir / "attacks" / f"{pa.name}.json"
+        if done.exists():
+            rec = json.loads(done.read_text())
+            if rec.get("options") == json.loads(json.dumps(pa.record())):
+                log(f"attack {pa.name}: already finished")
+                out[pa.name] = rec
+                continue
+        t0 = time.time()
+        sets = affected_sets(step.eval_sets, pa.scope)
+        ctx = AttackContext(rp.data, sets, spec.seed, k, log)
+        bundle = _final_model(rp, models_, run_dir)
+        base_fp = bundle.fingerprint()
+        if base_fp != row["model_fingerprint"]:
+            log(f"attack {pa.name}: warning: the reloaded model's fingerprint differs from the evaluated one")
+        bundle = pa.attack.apply(bundle, ctx)
+        attacked = [pa.attack.transform(es, ctx) for es in sets]
+        attack_s = round(time.time() - t0, 3)
+        t0 = time.time()
+        fp = bundle.fingerprint()
+        p, responses, info = answer_step(rp, bundle, attacked, log)
+        del bundle
+        answer_s = round(time.time() - t0, 3)
+        t0 = time.time()
+        cut = {role: restrict(r, attacked) for role, r in refs.items()}
+        set_res, samples, agg, notes = score_step(rp, p, responses, cut)
+        own = {f"{n}_{m}" for n, r in set_res.items() for m in r.aggregates}
+        keys, forget_keys = metric_keys(attacked, agg, [x for x in agg if x not in own])
+        # before and target over the same sets and items as after (an attack may hold items out)
+        before = baseline_values(rp.data.derived, me, refs, attacked)
+        target = None
+        if "target" in refs:
+            target = baseline_values(rp.data.derived, refs["target"],
+                                     {r: v for r, v in refs.items() if r != "target"}, attacked)
+        metrics = compare(before, agg, target, keys)
+        mean = undone_median(metrics, forget_keys)
+        rec = {
+            "attack": pa.name, "kind": pa.attack.kind, "options": pa.record(), "step": step.name,
+            "sets": [es.name for es in attacked], "items": {es.name: len(es.items) for es in attacked},
+            "metrics": metrics, "forget_keys": forget_keys,
+            "undone_median": mean, "undone_threshold": UNDONE_THRESHOLD,
+            "undone": mean is not None and mean >= UNDONE_THRESHOLD, "target_known": target is not None,
+            "model_fingerprint": fp, "base_fingerprint": base_fp,
+            "info": pa.attack.info, "derived_notes": {x: v for x, v in notes.items() if x in row["aggregates"]},
+            "request_stats": info.get("request_stats"),
+            "timings": {"attack_s": attack_s, "answer_s": answer_s, "score_s": round(time.time() - t0, 3)},
+        }
+        for s in samples:
+            s["step"], s["attack"] = step.name, pa.name
+        atomic_write_text(run_dir / "attacks" / f"{pa.name}.samples.jsonl",
+                          "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+        atomic_write_json(done, rec)
+        shown = ", ".join(f"{x} {_num(m['before'])} -> {_num(m['after'])}" for x, m in metrics.items()
+                          if x in forget_keys[:3])
+        log(f"attack {pa.name}: {shown}; undone (median over forget metrics) {_num(mean)}")
+        out[pa.name] = rec
+    return out
+
+
+def _num(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
 def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = None) -> Path:
     """Execute ``spec``; returns the run directory (with results.json and samples.jsonl)."""
     from bench.graph import Results
@@ -382,6 +508,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
 
     t_start = time.time()
     rp = plan_run(spec, log, _data)                                     # 1. plan
+    attacks = plan_attack_stage(rp)                                     # 1b. attacks (checked, not run)
     models_ = resolve_models(rp, log)                                   # 2. models
     timings: dict[str, Any] = {"prepare_s": round(time.time() - t_start, 3)}
     target = models_.target
@@ -396,6 +523,8 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     }
     if len(rp.steps) > 1:
         resolved["step_reference"] = spec.step_reference
+    if attacks:
+        resolved["attacks"] = {a.name: a.record() for a in attacks}
     h = spec_hash(resolved)[:10]
     run_dir = Path(spec.out) / f"{_slug(spec.task)}__{_slug(rp.method_name)}__{_slug(spec.model)}__{h}"
     if (run_dir / "results.json").exists() and not spec.overwrite:
@@ -403,6 +532,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         return run_dir
     if spec.overwrite:
         shutil.rmtree(run_dir / "steps", ignore_errors=True)
+        shutil.rmtree(run_dir / "attacks", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "spec.json", {"spec": asdict(spec), "resolved": resolved})
 
@@ -458,8 +588,14 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             start = ckpt
     timings["unlearn_s"] = round(sum(r["timings"]["unlearn_s"] for r in rows), 3)
     timings["evaluate_s"] = round(sum(r["timings"]["answer_s"] + r["timings"]["score_s"] for r in rows), 3)
+    attack_results: dict[str, Any] = {}
+    if attacks:                                                          # 6b. attacks (last step)
+        t0 = time.time()
+        attack_results = attack_step(rp, attacks, models_, run_dir, rows, prompt or {}, log)
+        timings["attacks_s"] = round(time.time() - t0, 3)
     timings["total_s"] = round(time.time() - t_start, 3)
-    write_results(rp, run_dir, resolved, models_, rows, all_samples, info, prompt or {}, timings)
+    write_results(rp, run_dir, resolved, models_, rows, all_samples, info, prompt or {}, timings,
+                  attack_results)
     last = run_dir / ".partial" / f"step-{len(rp.steps) - 1}" / "model"
     if spec.save_model and last.exists():
         shutil.rmtree(run_dir / "model", ignore_errors=True)
@@ -471,7 +607,8 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
 
 def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_: Models,
                   rows: list[dict[str, Any]], samples: list[dict[str, Any]], info: dict[str, Any],
-                  prompt: dict[str, Any], timings: dict[str, Any]) -> None:
+                  prompt: dict[str, Any], timings: dict[str, Any],
+                  attacks: dict[str, Any] | None = None) -> None:
     """Stage 7: ``results.json`` (the last step's numbers at the top, one row per step under
     ``steps``) and ``samples.jsonl``, atomically."""
     from bench.provenance import versions
@@ -508,6 +645,8 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
     }
     if len(rows) > 1:
         results["sets_per_step"] = [r["sets"] for r in rows]
+    if attacks:
+        results["attacks"] = attacks
     atomic_write_text(run_dir / "samples.jsonl",
                       "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     atomic_write_json(run_dir / "results.json", results)

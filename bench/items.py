@@ -43,7 +43,11 @@ class MetricSpec:
 #              continuation ``item.answer`` verbatim (nothing appended)
 #   "document" the likelihood of the whole text ``item.answer`` from its first token (after
 #              the model's BOS, if any), chunked at the model's context (rolling windows)
-FORMATS = ("model", "raw", "document")
+#   "chat"     ``item.question`` as the user turn of the model's chat template (with the
+#              generation prompt; BOS + the text as is for a model without one), then the
+#              item's answer lead ``item.meta["answer_lead"]`` (e.g. RWKU's "Answer:");
+#              the continuation verbatim (nothing appended). RWKU prompts this way.
+FORMATS = ("model", "raw", "document", "chat")
 
 
 def check_format(fmt: str, where: str) -> str:

@@ -91,7 +91,9 @@ def encode_pairs(bundle: ModelBundle, items: Sequence[Item], max_length: int) ->
 
     The split's format (:func:`bench.items.split_format`) decides the text: ``"model"``
     (default) goes through the model's prompt config; ``"raw"`` is BOS (where the model
-    uses one) + ``question`` as is, continuation ``answer`` verbatim; ``"document"`` texts
+    uses one) + ``question`` as is, continuation ``answer`` verbatim; ``"chat"`` is the
+    question as the chat template's user turn + ``meta["answer_lead"]``, continuation
+    verbatim (:func:`bench.metrics.base.chat_prompt`); ``"document"`` texts
     (``answer``) are cut into consecutive ``max_length`` windows (not truncated), every
     token a label except a window's first (nothing predicts it).
 
@@ -107,6 +109,11 @@ def encode_pairs(bundle: ModelBundle, items: Sequence[Item], max_length: int) ->
     for it in items:
         if fmt == "raw":
             prompt, cont = bos + it.question, it.answer
+        elif fmt == "chat":
+            from bench.metrics.base import chat_prompt
+
+            prompt = chat_prompt(bundle.prompt, bundle.tokenizer, it.question, str(it.meta.get("answer_lead", "")))
+            cont = it.answer
         else:
             prompt = bundle.prompt.prompt(it.question, bundle.tokenizer)
             cont = bundle.prompt.continuation(it.answer)

@@ -27,6 +27,7 @@ from bench.metrics import (  # noqa: F401 (imported to register the plugins)
     probability,
     rouge,
     rwku,
+    rwku_utility,
     semeval,
     semeval_subtask,
     truth_ratio,

@@ -48,6 +48,8 @@ class EvalContext:
     * format ``"document"``: prompt = BOS (or empty: the backend then scores from the
       second token); continuation = the whole text (the backend chunks it at the model's
       context).
+    * format ``"chat"``: prompt = :func:`chat_prompt` (the question as the user turn of the
+      model's chat template, then ``item.meta["answer_lead"]``); continuation verbatim.
     """
 
     prompt: PromptConfig
@@ -59,6 +61,9 @@ class EvalContext:
     def prompt_for(self, item: Item) -> str:
         if self.format == "model":
             return self.prompt.prompt(item.question, self.tokenizer)
+        if self.format == "chat":
+            return chat_prompt(self.prompt, self.tokenizer, item.question,
+                               str(item.meta.get("answer_lead", "")))
         bos = default_bos(self.tokenizer)
         if self.format == "raw":
             return bos + item.question
@@ -68,6 +73,24 @@ class EvalContext:
         if self.format == "model":
             return self.prompt.continuation(answer)
         return answer
+
+
+def chat_prompt(prompt: PromptConfig, tokenizer: Any, question: str, lead: str = "") -> str:
+    """``question`` as the user turn of the model's chat template (generation prompt added;
+    the prompt config's system prompt, if any), followed by the answer ``lead``. A model
+    without a chat template (prompt style "plain") gets BOS + ``question`` as is instead.
+
+    A lead that starts with a space loses it when the rendered prompt already ends in a
+    space or newline (RWKU's ``"A:" if prompt[-1] in ["\n", " "] else " A:"``); any other
+    lead is appended as is (RWKU's ``prompt += "Answer:"``).
+    """
+    if prompt.style == "chat":
+        text = prompt.prompt(question, tokenizer)
+    else:
+        text = default_bos(tokenizer) + question
+    if lead.startswith(" ") and text[-1:] in ("\n", " "):
+        lead = lead[1:]
+    return text + lead
 
 
 class Metric:

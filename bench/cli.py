@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reference", help="retain-only reference for forget quality: a run directory or a model")
     r.add_argument("--overwrite", action="store_true", help="redo a finished run")
     r.add_argument("--save-model", action="store_true", help="keep the unlearned model in the run directory")
+    r.add_argument("--original", help="the model before fine-tuning on the task (θ0; tv and wme-* need it "
+                   "for a given --model; a prepared alias uses its base model)")
 
     p = sub.add_parser("prepare", help="build and cache the target and retain-only models of a task",
                        description="Fine-tune the base model on the task's full set (target) and on its retain\n"
@@ -101,7 +103,7 @@ def _spec(args: argparse.Namespace, method: str = "none"):
         options=_kv(getattr(args, "set", [])), out=args.out, as_is=getattr(args, "as_is", False),
         reference=getattr(args, "reference", None), prompt_style=args.prompt_style,
         cache=not args.no_cache, overwrite=getattr(args, "overwrite", False),
-        save_model=getattr(args, "save_model", False),
+        save_model=getattr(args, "save_model", False), original=getattr(args, "original", None),
     )
 
 
@@ -170,11 +172,18 @@ def _list(what: str) -> None:
         print(f"{e.name:<24} {e.description}")
         if what == "methods":
             from bench.adapters import method_options, type_name
+            from bench.training import TRAIN_FIELDS
 
             opts = method_options(e.obj)
-            if opts:
-                print(" " * 25 + "options: " + ", ".join(
-                    f"{k}: {type_name(t)} = {d!r}" for k, (t, d) in opts.items()))
+            own = {k: v for k, v in opts.items() if k not in TRAIN_FIELDS}
+            shared = {k: v for k, v in opts.items() if k in TRAIN_FIELDS}
+            source = getattr(e.obj, "source", "")
+            if source:
+                print(" " * 25 + f"source: {source}")
+            for label, group in (("options", own), ("training", shared)):
+                if group:
+                    print(" " * 25 + f"{label}: " + ", ".join(
+                        f"{k}: {type_name(t)} = {d!r}" for k, (t, d) in group.items()))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ class RunSpec:
     cache: bool = True
     overwrite: bool = False
     save_model: bool = False
+    original: str | None = None  # θ0, the model before fine-tuning on the task (task vectors, WME)
 
 
 @dataclass
@@ -198,7 +199,13 @@ def _resolve_reference(spec: RunSpec, task: Task, data: TaskData, log: Log) -> P
 def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = None) -> Path:
     """Execute ``spec``; returns the run directory (with results.json and samples.jsonl)."""
     from bench import models
-    from bench.adapters import effective_options, method_options, parse_options, resolve_method
+    from bench.adapters import (
+        bind_options,
+        effective_options,
+        method_options,
+        parse_options,
+        resolve_method,
+    )
     from bench.provenance import dir_fingerprint, spec_hash, versions
 
     t_start = time.time()
@@ -225,6 +232,11 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         method_fn, {**overrides, **parse_options(method_fn, dict(spec.options), method_name)}, method_name
     )
     path = None if alias is not None else models.resolve(spec.model)[0]
+    # θ0 for methods that edit with task vectors: --original, or a prepared alias's base model
+    original = models.resolve(spec.original, data, task.family)[0] if spec.original else None
+    if original is None and getattr(method_fn, "needs_original", False) and (alias is None or spec.as_is):
+        raise BenchError(f"method '{method_name}' needs the original (pre-fine-tuning) model θ0: "
+                         "give --original MODEL (a prepared alias uses its base model)")
 
     # model: a base alias is prepared first (target = its fine-tuned "full" model)
     prepared: Prepared | None = None
@@ -236,6 +248,8 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     timings["prepare_s"] = round(time.time() - t_start, 3)
 
     reference_run = prepared.retain_run if prepared else _resolve_reference(spec, task, data, log)
+    if original is None and prepared is not None:
+        original = models.resolve(spec.model, data, task.family)[0]  # the alias's base model
 
     resolved = {
         "task": spec.task, "method": method_name, "method_options": options,
@@ -244,6 +258,9 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         "limit": spec.limit, "data": data.files, "prompt_style": spec.prompt_style,
         "reference_run": str(reference_run) if reference_run else None,
     }
+    if original is not None:  # recorded (and hashed into the run's name) only when there is one
+        resolved["original"] = str(original)
+        resolved["original_fingerprint"] = dir_fingerprint(original) if Path(str(original)).exists() else None
     h = spec_hash(resolved)[:10]
     run_dir = Path(spec.out) / f"{_slug(spec.task)}__{_slug(method_name)}__{_slug(spec.model)}__{h}"
     if (run_dir / "results.json").exists() and not spec.overwrite:
@@ -263,9 +280,10 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     else:
         bundle = models.load_bundle(target, prompt_style=spec.prompt_style, name=spec.model)
         _seed_all(spec.seed)
-        kwargs = dict(options)
+        kwargs = bind_options(method_fn, options)
         if "ctx" in inspect.signature(method_fn).parameters:
-            kwargs["ctx"] = MethodContext(spec.task, spec.seed, data, list(data.extras.get("refusals", [])))
+            kwargs["ctx"] = MethodContext(spec.task, spec.seed, data, list(data.extras.get("refusals", [])),
+                                          str(original) if original is not None else None)
         log(f"run: unlearning with {method_name} {options}")
         out = method_fn(bundle, data.forget, data.retain, **kwargs)
         bundle = out if out is not None and hasattr(out, "module") else bundle
@@ -312,6 +330,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         "seed": spec.seed,
         "timings": timings,
         "metric_directions": _directions(data),
+        "training": bundle.provenance.get("training", []),  # per train() call: options, loss (terms) per step
     }
     atomic_write_text(run_dir / "samples.jsonl",
                       "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))

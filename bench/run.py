@@ -234,7 +234,9 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     path = None if alias is not None else models.resolve(spec.model)[0]
     # θ0 for methods that edit with task vectors: --original, or a prepared alias's base model
     original = models.resolve(spec.original, data, task.family)[0] if spec.original else None
-    if original is None and getattr(method_fn, "needs_original", False) and (alias is None or spec.as_is):
+    needs_original = getattr(method_fn, "needs_original", False)  # a bool, or a function of the options
+    needs_original = needs_original(options) if callable(needs_original) else needs_original
+    if original is None and needs_original and (alias is None or spec.as_is):
         raise BenchError(f"method '{method_name}' needs the original (pre-fine-tuning) model θ0: "
                          "give --original MODEL (a prepared alias uses its base model)")
 

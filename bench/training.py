@@ -589,7 +589,10 @@ def train(
             n_lab = sum(1 for lab in ex["labels"] if lab != IGNORE)
             pairs.append((bundle.prompt.prompt(it.question, bundle.tokenizer), bundle.prompt.continuation(ans), n_lab))
         t_ref = time.perf_counter()
-        ref_values = dict(zip(keys, reference_logprobs(bundle, pairs)))
+        # a module that already carries (trained) adapters: the reference is its base network
+        off = bundle.module.disable_adapter() if _is_peft(bundle.module) else contextlib.nullcontext()
+        with off:
+            ref_values = dict(zip(keys, reference_logprobs(bundle, pairs)))
         ref_seconds = time.perf_counter() - t_ref
     else:
         ref_seconds = 0.0

@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(r)
     r.add_argument("--method", required=True, help="registered method, 'none', or path/to/file.py:function")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method option, e.g. lr=1e-5")
+    r.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="method options, e.g. --set lr=1e-5 max_steps=100 lora_r=8 (bench list methods)")
     r.add_argument("--as-is", action="store_true",
                    help="unlearn --model itself; by default a base alias (tiny, smollm2-135m) is first "
                    "fine-tuned on the task (bench prepare) and the fine-tuned model is the target")

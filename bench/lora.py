@@ -6,8 +6,8 @@
   weights are frozen; peft initialises B = 0, so the wrapped network starts equal to the
   incoming model and, with its adapters disabled, stays equal to it (the reference).
 * :func:`merge` folds the active adapter into the base weights and returns the plain
-  transformers model (``merge_and_unload``): run directories and the vLLM hand-over hold
-  plain weights only.
+  transformers model (``merge_and_unload``), its weights trainable again (a later step of
+  a continual run trains it): run directories and the vLLM hand-over hold plain weights.
 * :func:`combine` merges several trained adapters into one with peft's
   ``add_weighted_adapter`` (``ties``, ``linear``, ``dare_linear``, ``dare_ties``,
   ``magnitude_prune``). For these types peft merges the A and the B matrices *separately*
@@ -67,6 +67,7 @@ def merge(module: Any) -> Any:
     if not hasattr(module, "merge_and_unload"):
         return module
     out = module.merge_and_unload()
+    out.requires_grad_(True)  # peft froze the base weights; the plain model is trainable again
     out.eval()
     return out
 

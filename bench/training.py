@@ -72,8 +72,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from bench.errors import BenchError
-from bench.items import Item
+from bench.items import Item, Split, split_format
 from bench.model_bundle import ModelBundle, tokenize_pair
+from bench.prompts import default_bos
 
 IGNORE = -100
 
@@ -167,14 +168,27 @@ def encode_pairs(bundle: ModelBundle, items: Sequence[Item], max_length: int) ->
     """``[{"input_ids", "labels"}]`` for ``items``: prompt tokens labelled -100, answer
     tokens labelled with their ids, truncated to ``max_length`` tokens.
 
+    The split's format (:func:`bench.items.split_format`) decides the text: ``"model"``
+    (default) goes through the model's prompt config; ``"raw"`` is BOS (where the model
+    uses one) + ``question`` as is, continuation ``answer`` verbatim; ``"document"`` texts
+    (``answer``) are cut into consecutive ``max_length`` windows (not truncated), every
+    token a label except a window's first (nothing predicts it).
+
     Raises BenchError when an item has no answer token left after truncation.
     """
     if max_length < 2:
         raise BenchError(f"max_length must be at least 2, got {max_length}")
+    fmt = split_format(items)
+    if fmt == "document":
+        return encode_documents(bundle, items, max_length)
+    bos = default_bos(bundle.tokenizer) if fmt == "raw" else ""
     out = []
     for it in items:
-        prompt = bundle.prompt.prompt(it.question, bundle.tokenizer)
-        cont = bundle.prompt.continuation(it.answer)
+        if fmt == "raw":
+            prompt, cont = bos + it.question, it.answer
+        else:
+            prompt = bundle.prompt.prompt(it.question, bundle.tokenizer)
+            cont = bundle.prompt.continuation(it.answer)
         p_ids, c_ids = tokenize_pair(bundle.tokenizer, prompt, cont)
         ids = (p_ids + c_ids)[:max_length]
         labels = ([IGNORE] * len(p_ids) + c_ids)[:max_length]
@@ -184,6 +198,23 @@ def encode_pairs(bundle: ModelBundle, items: Sequence[Item], max_length: int) ->
                 f"(prompt has {len(p_ids)} tokens, answer {len(c_ids)})"
             )
         out.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+def encode_documents(bundle: ModelBundle, items: Sequence[Item], max_length: int) -> list[dict[str, list[int]]]:
+    """Texts (``item.answer``) as consecutive windows of at most ``max_length`` tokens,
+    BOS first where the model uses one; every token is a label (the loss of a window
+    starts at its second token). A long article becomes several examples."""
+    bos = default_bos(bundle.tokenizer)
+    out = []
+    for it in items:
+        ids = bundle.tokenizer(bos + it.answer, add_special_tokens=False)["input_ids"]
+        for start in range(0, len(ids), max_length):
+            window = list(ids[start:start + max_length])
+            if len(window) >= 2:
+                out.append({"input_ids": window, "labels": list(window)})
+    if not out:
+        raise BenchError("document split: no text with at least 2 tokens")
     return out
 
 
@@ -469,6 +500,25 @@ def _split_items(split: Sequence[Item]) -> list[Item]:
     return list(split)
 
 
+def _forward_logprobs(module: Any, examples: Sequence[Mapping[str, Sequence[int]]], pad: int,
+                      batch_size: int = 8) -> list[float]:
+    """Summed log-probs of the labelled tokens of each example under ``module`` (no grad)."""
+    import torch
+
+    if not examples:
+        return []
+    dev = next(module.parameters()).device
+    was = module.training
+    module.eval()
+    out: list[float] = []
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            b = _to(collate(examples[i:i + batch_size], pad), dev)
+            out += (-batch_nll(module, b)).float().tolist()
+    module.train(was)
+    return out
+
+
 def train(
     bundle: ModelBundle,
     loss_fn: LossFn,
@@ -532,14 +582,19 @@ def train(
         raise BenchError("precision fp16 needs CUDA (use bf16 on CPU)")
 
     items = {k: _split_items(v) for k, v in datasets.items()}
-    encoded = {k: encode_pairs(bundle, v, opts.max_length) for k, v in items.items()}
+    formats = {k: split_format(v) for k, v in datasets.items()}
+    for view, src in views.items():
+        if formats[src] == "document":
+            raise BenchError(f"view '{view}': split '{src}' is a document split (no question to answer)")
+    encoded = {k: encode_pairs(bundle, v, opts.max_length) for k, v in datasets.items()}
     view_cache: dict[tuple[str, int, int], dict[str, list[int]]] = {}
 
     def view_example(view: str, i: int, k: int) -> dict[str, list[int]]:
         key = (view, i, k)
         if key not in view_cache:
             it = items[views[view]][i]
-            view_cache[key] = encode_pairs(bundle, [Item(it.id, it.question, refusals[k])], opts.max_length)[0]
+            one = Split([Item(it.id, it.question, refusals[k])], format=formats[views[view]])
+            view_cache[key] = encode_pairs(bundle, one, opts.max_length)[0]
         return view_cache[key]
 
     pad = pad_id(bundle.tokenizer)
@@ -581,18 +636,31 @@ def train(
                        for rows_list in ([r for ep in plan for g in ep for m in g for r in m],
                                          [r for m in heldout_plan for r in m])
                        for row in rows_list for name in fixed_ref})
-        pairs = []
+        # (prompt, continuation) pairs go through the request backend and its cache; document
+        # windows (no request format for them here) by a no-grad pass of the model
+        pairs, pair_keys, docs, doc_keys = [], [], [], []
         for name, i, k in keys:
-            it = items[views.get(name, name)][i]
-            ans = refusals[k] if name in views else it.answer
+            src = views.get(name, name)
             ex = view_example(name, i, k) if name in views else encoded[name][i]
+            if formats[src] == "document":
+                docs.append(ex)
+                doc_keys.append((name, i, k))
+                continue
+            it = items[src][i]
+            ans = refusals[k] if name in views else it.answer
             n_lab = sum(1 for lab in ex["labels"] if lab != IGNORE)
-            pairs.append((bundle.prompt.prompt(it.question, bundle.tokenizer), bundle.prompt.continuation(ans), n_lab))
+            if formats[src] == "raw":
+                prompt, cont = default_bos(bundle.tokenizer) + it.question, ans
+            else:
+                prompt, cont = bundle.prompt.prompt(it.question, bundle.tokenizer), bundle.prompt.continuation(ans)
+            pairs.append((prompt, cont, n_lab))
+            pair_keys.append((name, i, k))
         t_ref = time.perf_counter()
         # a module that already carries (trained) adapters: the reference is its base network
         off = bundle.module.disable_adapter() if _is_peft(bundle.module) else contextlib.nullcontext()
         with off:
-            ref_values = dict(zip(keys, reference_logprobs(bundle, pairs)))
+            ref_values = dict(zip(pair_keys, reference_logprobs(bundle, pairs)))
+            ref_values.update(zip(doc_keys, _forward_logprobs(bundle.module, docs, pad)))
         ref_seconds = time.perf_counter() - t_ref
     else:
         ref_seconds = 0.0

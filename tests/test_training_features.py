@@ -150,3 +150,26 @@ def test_option_groups_flatten_and_reject_collisions():
 
     with pytest.raises(BenchError, match="repeats another option"):
         method_options(clash)
+
+
+@pytest.mark.parametrize("fmt", ["model", "raw", "document"])
+def test_fixed_reference_logprobs_equal_the_model_before_training(tiny_bundle, fmt):
+    """ref_logp (backend + cache for pairs, a no-grad pass for document windows) equals the
+    incoming model's own summed log-probs of exactly the tokens it trains on."""
+    from bench.items import Split
+    from bench.training import batch_nll
+
+    seen = []
+
+    def loss(m, x):
+        lp = -batch_nll(m, x["forget"])
+        if x.step == 0:
+            seen.append((lp.detach().clone(), x["forget"]["ref_logp"].clone()))
+        return -lp.mean()
+
+    split = Split(ITEMS, format=fmt)
+    train(fresh(tiny_bundle), loss, {"forget": split}, epochs=1, fixed_ref=("forget",),
+          **{**QUICK, "batch_size": 2, "grad_accum": 2, "max_length": 12 if fmt == "document" else 28})
+    assert len(seen) == 2  # the two micro-batches of the first step, before any update
+    for lp, ref in seen:
+        assert torch.allclose(lp, ref, atol=1e-4)

@@ -15,6 +15,7 @@ from bench.errors import BenchError
 EPILOG = """examples:
   bench run --task synthetic-forget10 --method npo-gd --model tiny
   bench run --task tofu-forget01 --method gd --data-dir ../shared/data/tofu --model smollm2-135m --as-is --limit 20
+  bench run --task synthetic-forget10 --method ga --attack quant-4bit --attack relearn
   bench prepare --task synthetic-forget10 --model tiny
   bench list methods
   bench report reports/runs/*
@@ -82,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--save-model", action="store_true", help="keep the unlearned model in the run directory")
     r.add_argument("--original", help="the model before fine-tuning on the task (θ0; tv and wme-* need it "
                    "for a given --model; a prepared alias uses its base model)")
+    r.add_argument("--attack", action="append", default=[], metavar="NAME",
+                   help="after unlearning, attack the model and re-evaluate the forget sets "
+                   "(repeatable; bench list attacks), e.g. --attack quant-4bit --attack relearn")
+    r.add_argument("--attack-set", action="append", default=[], metavar="[NAME.]KEY=VALUE",
+                   help="attack option, e.g. relearn.steps=20, group_size=64, scope=all")
 
     p = sub.add_parser("prepare", help="build and cache the target and retain-only models of a task",
                        description="Fine-tune the base model on the task's full set (target) and on its retain\n"
@@ -89,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
 
-    ls = sub.add_parser("list", help="list registered tasks, methods, metrics, backends, models",
+    ls = sub.add_parser("list", help="list registered tasks, methods, metrics, backends, attacks, models",
                         description="example: bench list methods")
-    ls.add_argument("what", choices=["tasks", "methods", "metrics", "backends", "models"])
+    ls.add_argument("what", choices=["tasks", "methods", "metrics", "backends", "attacks", "models"])
 
     rp = sub.add_parser("report", help="summary table + forget-efficacy/model-utility scatter of runs",
                         description="example: bench report reports/runs/*")
@@ -110,7 +116,9 @@ def _spec(args: argparse.Namespace, method: str = "none"):
         step_reference=args.step_reference, out=args.out, as_is=getattr(args, "as_is", False),
         reference=getattr(args, "reference", None), prompt_style=args.prompt_style,
         cache=not args.no_cache, overwrite=getattr(args, "overwrite", False),
-        save_model=getattr(args, "save_model", False), original=getattr(args, "original", None),
+        save_model=getattr(args, "save_model", False),
+        attacks=list(getattr(args, "attack", [])), attack_options=_kv(getattr(args, "attack_set", [])),
+        original=getattr(args, "original", None),
     )
 
 
@@ -134,6 +142,11 @@ def _print_summary(run_dir: Path) -> None:
         print(f"  {SUMMARY_LABELS.get(key, key.replace('_', ' ')):<26} {_fmt(agg.get(key))}")
     for key, note in (res.get("derived_notes") or {}).items():
         print(f"  ({key}: {note})")
+    if res.get("attacks"):
+        from bench.report import attack_tables
+
+        print()
+        print(attack_tables(res))
     _, md, png = write_report([run_dir], run_dir / "report")
     print(f"results: {run_dir / 'results.json'}")
     print(f"report:  {md}  (plot {png})")
@@ -181,9 +194,13 @@ def _list(what: str) -> None:
     from bench import registry
 
     reg = {"tasks": registry.TASKS, "methods": registry.METHODS, "metrics": registry.METRICS,
-           "backends": registry.BACKENDS}[what]
+           "backends": registry.BACKENDS, "attacks": registry.ATTACKS}[what]
     for e in reg.entries():
         print(f"{e.name:<24} {e.description}")
+        if what == "metrics":
+            from bench.metrics import metric_applies_to, metric_direction, metric_kind
+
+            print(" " * 25 + f"{metric_kind(e.obj)}; {metric_direction(e.obj)}; applies to: {metric_applies_to(e.obj)}")
         if what == "tasks":
             from bench.adapters import method_options, type_name
 
@@ -193,6 +210,13 @@ def _list(what: str) -> None:
             if opts:
                 print(" " * 25 + "options: " + ", ".join(
                     f"{k}: {type_name(t)} = {d!r}" for k, (t, d) in opts.items()))
+        if what == "attacks":
+            from bench.adapters import method_options, type_name
+
+            opts = method_options(e.obj.__init__, positional=1)
+            print(" " * 25 + f"kind: {e.obj.kind}; options: " + ", ".join(
+                [f"{k}: {type_name(t)} = {d!r}" for k, (t, d) in opts.items()]
+                + ["scope: 'forget' | 'all' = 'forget'"]))
         if what == "methods":
             from bench.adapters import method_options, type_name
             from bench.training import TRAIN_FIELDS

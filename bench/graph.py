@@ -27,11 +27,14 @@ inputs from another role must cover the same items as this run's set (same task,
 A node's function is a derived metric registered in ``METRICS`` (``kind = "derived"``, see
 :mod:`bench.metrics.derived`); it is called as ``fn(**inputs, **options)``. It returns a
 number (recorded under the node's ``key``) or a mapping (each entry recorded under its own
-name, e.g. ``forget_quality`` and ``log10_forget_quality``).
+name, e.g. ``forget_quality`` and ``log10_forget_quality``). A warning the function
+issues (``warnings.warn``) is recorded as the node's note, prefixed ``warning:``. A node
+whose ``@`` input is a missing node of this run is missing too (its note says why).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +47,7 @@ ROLE_HINTS = {
     "retain": "needs the retain-only reference run (bench prepare with an alias, or --reference RUN_DIR|MODEL)",
     "target": "needs the target run (the model before unlearning; known for prepared aliases)",
     "previous": "needs the previous step's results (the first step has none)",
-    "retrained": "needs a retrained-model run (--reference-set retrained=RUN_DIR)",
+    "retrained": "needs a retrained-model run (a task option: --task-set retrained=RUN_DIR)",
 }
 
 
@@ -161,6 +164,10 @@ def compute(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str
         if getattr(fn, "kind", None) != "derived":
             raise BenchError(f"metric '{node.name}' is not a derived metric; it cannot be a node")
         try:
+            for r in node.refs():  # an earlier node of this run that is missing: so is this one
+                name = r.path[1:].split(".")[0] if r.is_node else ""
+                if r.is_node and r.role == "self" and name in notes and values.get(name) is None:
+                    raise Missing(f"input '{r.path}' is missing ({notes[name]})")
             kwargs: dict[str, Any] = {}
             for arg, spec in node.inputs.items():
                 if isinstance(spec, Mapping):
@@ -173,7 +180,11 @@ def compute(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str
             for extra in getattr(fn, "outputs", ()):
                 values.setdefault(extra, None)
             continue
-        out = fn(**kwargs, **dict(node.options))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = fn(**kwargs, **dict(node.options))
+        if caught:  # a node may warn (e.g. SemEval's MMLU gate): kept as its note
+            notes[node.result_key] = "warning: " + "; ".join(str(w.message) for w in caught)
         if isinstance(out, Mapping):
             values.update(out)
         else:

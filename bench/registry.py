@@ -1,4 +1,4 @@
-"""One registry pattern for tasks, methods, metrics and backends.
+"""One registry pattern for tasks, methods, metrics, backends and attacks.
 
 Each kind of plugin has a :class:`Registry`; a plugin registers itself with a decorator at
 its definition (``@METRICS.register("rouge_l", "ROUGE-L recall of the greedy answer")``).
@@ -99,3 +99,4 @@ TASKS: Registry[Any] = _lazy("task", ["bench.tasks"], "bench.tasks")
 METHODS: Registry[Any] = _lazy("method", ["bench.methods"], "bench.methods")
 METRICS: Registry[Any] = _lazy("metric", ["bench.metrics"], "bench.metrics")
 BACKENDS: Registry[Any] = _lazy("backend", ["bench.backends"], "bench.backends")
+ATTACKS: Registry[Any] = _lazy("attack", ["bench.attacks"], "bench.attacks")

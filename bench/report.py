@@ -88,7 +88,8 @@ def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> li
             if ref and ref not in seen and Path(ref, "results.json").exists():
                 seen.add(ref)
                 r = load_results(ref)
-                label = {"retain": "reference: retain-only model", "target": "reference: target before unlearning"}[kind]
+                label = {"retain": "reference: retain-only model", "target": "reference: target before unlearning",
+                         }.get(kind, f"reference: {kind} model")  # e.g. a task's retrained run
                 rows.append({**_row(r, label), "kind": kind})
     return rows
 
@@ -167,6 +168,40 @@ def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
     return out_png
 
 
+def attack_table(name: str, rec: dict[str, Any], markdown: bool = False) -> str:
+    """One attack's before/after table (``results["attacks"][name]``): per metric key the
+    unattacked value, the attacked value, recovery = after − before, the target run's value
+    and the share of the unlearning undone = (after − before) / (target − before); a heading
+    line with the options and, when ``undone_median >= undone_threshold`` (0.5, see
+    :mod:`bench.attacks.base`), the mark ``FORGETTING UNDONE``."""
+    opts = ", ".join(f"{k}={v}" for k, v in (rec.get("options") or {}).items())
+    mean = rec.get("undone_median")
+    mark = ""
+    if rec.get("undone"):
+        mark = f"  ** FORGETTING UNDONE (median undone {_fmt(mean)} >= {rec.get('undone_threshold')}) **"
+    elif not rec.get("target_known"):
+        mark = "  (no target run: undone share unknown)"
+    head = (f"attack {name} [{rec.get('kind')}] on {', '.join(rec.get('sets') or [])}: "
+            f"median undone over forget metrics {_fmt(mean)}{mark}")
+    cols = ["metric", "before", "after", "recovery", "target", "undone"]
+    body = [[k] + [_fmt(m.get(c)) for c in cols[1:]] for k, m in (rec.get("metrics") or {}).items()]
+    t = rec.get("timings") or {}
+    foot = (f"options: {opts}; attack {_fmt(t.get('attack_s'))} s, re-evaluation "
+            f"{_fmt(t.get('answer_s'))} s + scoring {_fmt(t.get('score_s'))} s")
+    if markdown:
+        lines = [f"**{head}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(b) + " |" for b in body]
+        return "\n".join(lines + ["", foot])
+    widths = [max(len(str(x)) for x in col) for col in zip(cols, *body)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([head] + ["  " + fmt.format(*cols)] + ["  " + fmt.format(*b) for b in body] + ["  " + foot])
+
+
+def attack_tables(res: dict[str, Any], markdown: bool = False) -> str:
+    """Every attack of one run's results, one :func:`attack_table` each ("" without attacks)."""
+    return "\n\n".join(attack_table(n, r, markdown) for n, r in (res.get("attacks") or {}).items())
+
+
 def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str) -> tuple[str, Path, Path]:
     """Write ``report.md`` and ``frontier.png`` into ``out_dir``; returns (terminal table, md, png)."""
     out = Path(out_dir)
@@ -177,5 +212,10 @@ def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str) -> tuple[s
             "Forget quality: KS-test p-value of truth ratios vs the retain-only model (higher = closer; "
             "log10 shown). Model utility: harmonic mean of 9 retain / real-author / world-fact numbers.",
             "", f"![forget efficacy vs model utility]({png.name})", ""]
+    for d in run_dirs:
+        res = load_results(d)
+        if res.get("attacks"):
+            text += [f"## Attacks: {res['task']} / {res['method']} / {res['model']}", "",
+                     attack_tables(res, markdown=True), ""]
     atomic_write_text(md, "\n".join(text))
     return table(rows), md, png

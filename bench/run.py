@@ -12,6 +12,8 @@
       score    item metrics per set, then the task's derived nodes over this run and its
                references (:func:`score_step`)
       write    the step's results, atomically (``<run>/steps/<k>.json``)
+    attacks  ``--attack``: each attack on the last step's model, the affected sets answered
+             and scored again, before/after/recovery recorded (:func:`attack_step`)
     write    ``results.json`` (one row per step) + ``samples.jsonl`` (:func:`write_results`)
 
 A run directory's name is derived from the run's spec hash; its outputs are written
@@ -71,6 +73,8 @@ class RunSpec:
     overwrite: bool = False
     save_model: bool = False
     original: str | None = None  # θ0, the model before fine-tuning on the task (task vectors, WME)
+    attacks: list[str] = field(default_factory=list)  # --attack NAME (repeatable)
+    attack_options: dict[str, str] = field(default_factory=dict)  # --attack-set [NAME.]key=value
 
 
 @dataclass
@@ -184,8 +188,13 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
         return cached_dir(target, _build)
 
     replay = models.general_knowledge(data) if alias is not None and alias.replay_general_knowledge else []
-    target_dir = build("full", data.full + replay)
-    retain_dir = build(task.reference_key or "retain", data.retain + replay)
+    def with_replay(items: Any) -> Any:  # general-knowledge QA mixes only into QA splits
+        from bench.items import split_format
+
+        return items if not replay or split_format(items) != "model" else list(items) + replay
+
+    target_dir = build("full", with_replay(data.full))
+    retain_dir = build(task.reference_key or "retain", with_replay(data.retain))
     retain_run = reference_run(spec, str(retain_dir), task, data, log)
     target_run = reference_run(spec, str(target_dir), task, data, log, reference=str(retain_run))
     return Prepared(target_dir, retain_dir, target_run, retain_run)
@@ -198,7 +207,8 @@ def reference_run(spec: RunSpec, model: str, task: Task, data: TaskData, log: Lo
     from dataclasses import replace
 
     ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"),
-                       as_is=True, reference=reference, overwrite=False, save_model=False)
+                       as_is=True, reference=reference, overwrite=False, save_model=False,
+                       attacks=[], attack_options={})
     return run(ref_spec, log=log, _data=(task, data))
 
 
@@ -230,6 +240,7 @@ class Models:
     target: Path | str
     prepared: Prepared | None
     references: dict[str, Path]  # role -> run directory ("retain", "target")
+    static: tuple[str, ...] = ()  # roles given by the task (Task.reference_runs): one run for every step
     original: Path | str | None = None  # θ0 for task-vector methods, when known
 
 
@@ -262,6 +273,8 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
     )
     path = None if alias is not None else models.resolve(spec.model)[0]
     steps = data.all_steps()
+    for key, note in (data.extras.get("data_notes") or {}).items():
+        log(f"data: {key}: {note}")
     for st in steps:
         for es in st.eval_sets:
             if not es.items:
@@ -297,10 +310,12 @@ def resolve_models(rp: RunPlan, log: Log) -> Models:
         refs["retain"] = retain
     if prepared is not None:
         refs["target"] = prepared.target_run
+    static = rp.task.reference_runs()
+    refs.update(static)
     original = rp.original
     if original is None and prepared is not None and rp.needs_original:
         original = models.resolve(spec.model, rp.data, rp.task.family)[0]  # the alias's base model
-    return Models(target, prepared, refs, original)
+    return Models(target, prepared, refs, tuple(static), original)
 
 
 def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log,
@@ -387,11 +402,134 @@ def _step_references(models_: Models, k: int, prompt: dict[str, Any], eval_sets:
     out: dict[str, Any] = {}
     for role, run_dir in models_.references.items():
         step = read_step(run_dir, k, prompt, eval_sets)
+        if step is None and role in models_.static:
+            step = read_step(run_dir, 0, prompt, eval_sets)
         if step is not None:
             out[role] = step
     if previous is not None:
         out["previous"] = previous
     return {r: v if isinstance(v, Results) else Results(*v) for r, v in out.items()}
+
+
+def plan_attack_stage(rp: RunPlan) -> list[Any]:
+    """Stage 1b: the ``--attack`` plugins built with their typed ``--attack-set`` options and
+    checked against the last step's eval sets (:func:`bench.attacks.base.plan_attacks`;
+    nothing is built). Options an attack takes and the user did not set default to the
+    alias' method overrides (the tiny model's lr) and the run's seed. ``[]`` without attacks."""
+    spec = rp.spec
+    if not spec.attacks:
+        if spec.attack_options:
+            raise BenchError("--attack-set given without --attack NAME (see `bench list attacks`)")
+        return []
+    from bench.attacks.base import plan_attacks
+
+    defaults: dict[str, Any] = dict(rp.alias.method_overrides) if rp.alias is not None else {}
+    defaults["seed"] = spec.seed
+    return plan_attacks(list(spec.attacks), dict(spec.attack_options), rp.data, rp.steps[-1].eval_sets, defaults)
+
+
+def _final_model(rp: RunPlan, models_: Models, run_dir: Path) -> Any:
+    """A fresh copy of the last step's model (the unlearned checkpoint, or the target for
+    method ``none``)."""
+    from bench import models
+
+    spec = rp.spec
+    ckpt = run_dir / ".partial" / f"step-{len(rp.steps) - 1}" / "model"
+    if ckpt.exists():
+        return models.load_bundle(ckpt, name=spec.model)
+    if rp.method_name == "none":
+        return models.load_bundle(models_.target, prompt_style=spec.prompt_style, name=spec.model)
+    raise BenchError(f"attacks: the unlearned model of {run_dir} is gone (no {ckpt}); rerun with --overwrite")
+
+
+def attack_step(rp: RunPlan, attacks: list[Any], models_: Models, run_dir: Path,
+                rows: list[dict[str, Any]], prompt: dict[str, Any], log: Log) -> dict[str, Any]:
+    """Stage 6b (after the last step): each attack on a fresh copy of the final model, then
+    the attacked sets through the normal answer and score stages (cache keys differ: other
+    weights or other prompts), compared with the unattacked numbers and the target run's
+    (:func:`bench.attacks.base.compare`). Each attack's record is written to
+    ``<run>/attacks/<name>.json`` (+ ``.samples.jsonl``) and reused on resume."""
+    from bench.attacks.base import (
+        UNDONE_THRESHOLD,
+        AttackContext,
+        affected_sets,
+        baseline_values,
+        compare,
+        metric_keys,
+        restrict,
+        undone_median,
+    )
+    from bench.graph import Results
+
+    spec, k = rp.spec, len(rp.steps) - 1
+    step, row = rp.steps[k], rows[-1]
+    previous = None
+    if len(rows) > 1:
+        previous = Results({n: SetResult.from_dict(d) for n, d in rows[-2]["sets"].items()}, rows[-2]["aggregates"])
+    refs = _step_references(models_, k, prompt, step.eval_sets, previous)
+    me = Results({n: SetResult.from_dict(d) for n, d in row["sets"].items()}, row["aggregates"])
+    out: dict[str, Any] = {}
+    for pa in attacks:
+        done = run_dir / "attacks" / f"{pa.name}.json"
+        if done.exists():
+            rec = json.loads(done.read_text())
+            if rec.get("options") == json.loads(json.dumps(pa.record())):
+                log(f"attack {pa.name}: already finished")
+                out[pa.name] = rec
+                continue
+        t0 = time.time()
+        sets = affected_sets(step.eval_sets, pa.scope)
+        ctx = AttackContext(rp.data, sets, spec.seed, k, log)
+        bundle = _final_model(rp, models_, run_dir)
+        base_fp = bundle.fingerprint()
+        if base_fp != row["model_fingerprint"]:
+            log(f"attack {pa.name}: warning: the reloaded model's fingerprint differs from the evaluated one")
+        bundle = pa.attack.apply(bundle, ctx)
+        attacked = [pa.attack.transform(es, ctx) for es in sets]
+        attack_s = round(time.time() - t0, 3)
+        t0 = time.time()
+        fp = bundle.fingerprint()
+        p, responses, info = answer_step(rp, bundle, attacked, log)
+        del bundle
+        answer_s = round(time.time() - t0, 3)
+        t0 = time.time()
+        cut = {role: restrict(r, attacked) for role, r in refs.items()}
+        set_res, samples, agg, notes = score_step(rp, p, responses, cut)
+        own = {f"{n}_{m}" for n, r in set_res.items() for m in r.aggregates}
+        keys, forget_keys = metric_keys(attacked, agg, [x for x in agg if x not in own])
+        # before and target over the same sets and items as after (an attack may hold items out)
+        before = baseline_values(rp.data.derived, me, refs, attacked)
+        target = None
+        if "target" in refs:
+            target = baseline_values(rp.data.derived, refs["target"],
+                                     {r: v for r, v in refs.items() if r != "target"}, attacked)
+        metrics = compare(before, agg, target, keys)
+        mean = undone_median(metrics, forget_keys)
+        rec = {
+            "attack": pa.name, "kind": pa.attack.kind, "options": pa.record(), "step": step.name,
+            "sets": [es.name for es in attacked], "items": {es.name: len(es.items) for es in attacked},
+            "metrics": metrics, "forget_keys": forget_keys,
+            "undone_median": mean, "undone_threshold": UNDONE_THRESHOLD,
+            "undone": mean is not None and mean >= UNDONE_THRESHOLD, "target_known": target is not None,
+            "model_fingerprint": fp, "base_fingerprint": base_fp,
+            "info": pa.attack.info, "derived_notes": {x: v for x, v in notes.items() if x in row["aggregates"]},
+            "request_stats": info.get("request_stats"),
+            "timings": {"attack_s": attack_s, "answer_s": answer_s, "score_s": round(time.time() - t0, 3)},
+        }
+        for s in samples:
+            s["step"], s["attack"] = step.name, pa.name
+        atomic_write_text(run_dir / "attacks" / f"{pa.name}.samples.jsonl",
+                          "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+        atomic_write_json(done, rec)
+        shown = ", ".join(f"{x} {_num(m['before'])} -> {_num(m['after'])}" for x, m in metrics.items()
+                          if x in forget_keys[:3])
+        log(f"attack {pa.name}: {shown}; undone (median over forget metrics) {_num(mean)}")
+        out[pa.name] = rec
+    return out
+
+
+def _num(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
 
 
 def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = None) -> Path:
@@ -401,6 +539,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
 
     t_start = time.time()
     rp = plan_run(spec, log, _data)                                     # 1. plan
+    attacks = plan_attack_stage(rp)                                     # 1b. attacks (checked, not run)
     models_ = resolve_models(rp, log)                                   # 2. models
     timings: dict[str, Any] = {"prepare_s": round(time.time() - t_start, 3)}
     target = models_.target
@@ -419,6 +558,12 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
                                             if Path(str(models_.original)).exists() else None)
     if len(rp.steps) > 1:
         resolved["step_reference"] = spec.step_reference
+    if rp.data.extras.get("data_notes"):
+        resolved["data_notes"] = dict(rp.data.extras["data_notes"])
+    for role in models_.static:
+        resolved[f"reference_{role}"] = str(models_.references[role])
+    if attacks:
+        resolved["attacks"] = {a.name: a.record() for a in attacks}
     h = spec_hash(resolved)[:10]
     run_dir = Path(spec.out) / f"{_slug(spec.task)}__{_slug(rp.method_name)}__{_slug(spec.model)}__{h}"
     if (run_dir / "results.json").exists() and not spec.overwrite:
@@ -426,6 +571,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         return run_dir
     if spec.overwrite:
         shutil.rmtree(run_dir / "steps", ignore_errors=True)
+        shutil.rmtree(run_dir / "attacks", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "spec.json", {"spec": asdict(spec), "resolved": resolved})
 
@@ -481,8 +627,14 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             start = ckpt
     timings["unlearn_s"] = round(sum(r["timings"]["unlearn_s"] for r in rows), 3)
     timings["evaluate_s"] = round(sum(r["timings"]["answer_s"] + r["timings"]["score_s"] for r in rows), 3)
+    attack_results: dict[str, Any] = {}
+    if attacks:                                                          # 6b. attacks (last step)
+        t0 = time.time()
+        attack_results = attack_step(rp, attacks, models_, run_dir, rows, prompt or {}, log)
+        timings["attacks_s"] = round(time.time() - t0, 3)
     timings["total_s"] = round(time.time() - t_start, 3)
-    write_results(rp, run_dir, resolved, models_, rows, all_samples, info, prompt or {}, timings)
+    write_results(rp, run_dir, resolved, models_, rows, all_samples, info, prompt or {}, timings,
+                  attack_results)
     last = run_dir / ".partial" / f"step-{len(rp.steps) - 1}" / "model"
     if spec.save_model and last.exists():
         shutil.rmtree(run_dir / "model", ignore_errors=True)
@@ -494,7 +646,8 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
 
 def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_: Models,
                   rows: list[dict[str, Any]], samples: list[dict[str, Any]], info: dict[str, Any],
-                  prompt: dict[str, Any], timings: dict[str, Any]) -> None:
+                  prompt: dict[str, Any], timings: dict[str, Any],
+                  attacks: dict[str, Any] | None = None) -> None:
     """Stage 7: ``results.json`` (the last step's numbers at the top, one row per step under
     ``steps``) and ``samples.jsonl``, atomically."""
     from bench.provenance import versions
@@ -521,6 +674,7 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
         "references": {
             "retain": str(models_.references["retain"]) if "retain" in models_.references else None,
             "target": str(models_.references["target"]) if "target" in models_.references else None,
+            **{role: str(models_.references[role]) for role in models_.static},
         },
         "training": last.get("training", []),
         "request_stats": info.get("request_stats"),
@@ -531,6 +685,8 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
     }
     if len(rows) > 1:
         results["sets_per_step"] = [r["sets"] for r in rows]
+    if attacks:
+        results["attacks"] = attacks
     atomic_write_text(run_dir / "samples.jsonl",
                       "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     atomic_write_json(run_dir / "results.json", results)

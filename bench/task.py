@@ -70,6 +70,12 @@ class Task:
         """The options this task was built with (recorded in results; part of the run hash)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
+    def reference_runs(self) -> dict[str, Path]:
+        """Stored runs this task's derived nodes read under a role (e.g. ``{"retrained":
+        run_dir}`` from a task option); each applies to every step of a multi-step run
+        (a one-step reference run's results are read for every step)."""
+        return {}
+
     def load(self, data_dir: Path | None = None, limit: int | None = None) -> TaskData:
         """Read (or generate) the task's data. ``limit`` caps the items of each *eval* set
         only; training splits (and so the prepared models) never depend on it."""

@@ -493,7 +493,7 @@ class SyntheticTask(TofuStyleTask):
                 else records_sha256(content)
             )
         src = f"synthetic generator v{GENERATOR_VERSION}, seed {data.seed}"
-        return TaskData(
+        return self.extend(TaskData(
             forget=qa_items(split["forget"], self.forget_split, f"synthetic/{self.forget_split}.json",
                             limit),
             retain=qa_items(split["retain"], self.reference_key,
@@ -509,7 +509,7 @@ class SyntheticTask(TofuStyleTask):
             },
             source=src,
             derived=tofu_derived(),
-        )
+        ))
 
 
 @TASKS.register("synthetic-forget01")

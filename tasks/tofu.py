@@ -34,6 +34,7 @@ from bench.errors import BenchError
 from bench.graph import Derived, Ref, Results, aggregates
 from bench.items import EvalSet, Item, MetricSpec, TaskData
 from bench.registry import TASKS
+from bench.scorers import EMBEDDING_MODEL, GIBBERISH_MODEL, NLI_MODEL
 from bench.task import SetResult, Task
 
 HUB_REPO = "locuslab/TOFU"
@@ -184,8 +185,91 @@ def tofu_aggregates(
     return values
 
 
+# --- opt-in metric families (task options closer_look / mia / gibberish / bootstrap) --------
+
+# closer-look (seed 004): MU over the non-forget sets' six metrics, FE over the forget set's five
+CLOSER_LOOK_MU_SETS = ("retain", "real_authors", "world_facts")
+CLOSER_LOOK_MU_METRICS = ("rouge_l", "probability", "truth_ratio", "token_entropy",
+                          "cosine_similarity", "entailment")
+CLOSER_LOOK_FE_METRICS = ("rouge_l", "probability", "truth_ratio", "cosine_similarity", "entailment")
+# membership inference on forget (members) vs holdout (non-members), open-unlearning's TOFU_MIA
+MIA_ATTACKS = ("mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus")
+
+
+def closer_look_extension(eval_sets: Sequence[EvalSet], *, cs_model: str, nli_model: str,
+                          retain_premise: str = "reference", cs_field: str = "answer",
+                          mu_sets: Sequence[str] = CLOSER_LOOK_MU_SETS) -> list[Derived]:
+    """Add TE, CS and ES to the sets (in place) and return the MU / FE nodes.
+
+    ES direction as closer-look's TOFU evaluation: premise = generation on the forget set,
+    premise = the reference answer on retain / real authors / world facts
+    (``retain_premise="reference"``; its real-world task uses ``"generation"`` on both).
+    CS compares with ``cs_field`` (real-world: the field holding the original model's
+    answer, while R and the ES gate use ``item.answer`` = ``golden_answer``); on TOFU both
+    compare with ``item.answer`` (closer-look's own real-authors / world-facts files carry a
+    longer ``original_answer`` that ``locuslab/TOFU`` lacks). closer-look evaluates the first
+    300 items of a set (``ds_size``) and caps prompt + output at 200 tokens: use
+    ``--limit 300`` to match the first; the second is TOFU's 200 *new* tokens here.
+    """
+    present = {es.name for es in eval_sets}
+    for es in eval_sets:
+        premise = "generation" if es.name == "forget" else retain_premise
+        es.metrics = list(es.metrics) + [
+            MetricSpec("token_entropy"),
+            MetricSpec("cosine_similarity", {"model": cs_model, "reference_field": cs_field}),
+            MetricSpec("entailment", {"model": nli_model, "premise": premise}),
+        ]
+    mu_sets = [s for s in mu_sets if s in present]
+    return [
+        Derived("closer_look_mu", {"values": {f"{s}_{m}": Ref(f"{s}/{m}", per_item=False)
+                                              for s in mu_sets for m in CLOSER_LOOK_MU_METRICS}}),
+        Derived("closer_look_fe", {"values": {m: Ref(f"forget/{m}", per_item=False)
+                                              for m in CLOSER_LOOK_FE_METRICS}}),
+    ]
+
+
+def mia_extension(eval_sets: Sequence[EvalSet], holdout: Sequence[Item], *, k: float,
+                  max_new_tokens: int, source: str = "") -> tuple[EvalSet, list[Derived]]:
+    """Add the MIA scores to the forget set (in place), build the ``holdout`` set with the
+    same scores, and return it with the AUC nodes (``<attack>_auc``, members = forget,
+    higher score = member) and ``privleak`` (min-k AUC against the retain-only run's, as
+    open-unlearning's TOFU ``privleak``; missing without a retain-only reference). The
+    QA answers' likelihood requests are the ones ``probability`` already makes."""
+    from bench.metrics.mia import auc_nodes, benchmark_specs
+
+    specs = [MetricSpec(s.name, {**s.options, "k": k} if "min_k" in s.name else dict(s.options))
+             for s in benchmark_specs("tofu")]
+    forget = next(es for es in eval_sets if es.name == "forget")
+    forget.metrics = list(forget.metrics) + specs
+    hold = EvalSet("holdout", list(holdout), list(specs), role="holdout", max_new_tokens=max_new_tokens,
+                   source=source)
+    return hold, auc_nodes("forget", "holdout", MIA_ATTACKS, privleak_attack="mia_min_k", reference_role="retain")
+
+
+def bootstrap_nodes(eval_sets: Sequence[EvalSet], n_resamples: int, seed: int = 0) -> list[Derived]:
+    """A ``bootstrap_ci`` node per (set, metric): ``<set>_<key>_ci_low/high`` around the set's
+    own aggregate (the metric's ``aggregate`` is the statistic), seeded, resamples recorded."""
+    return [Derived("bootstrap_ci", {"values": Ref(f"{es.name}/{m.result_key}")},
+                    options={"name": f"{es.name}_{m.result_key}", "metric": m.name,
+                             "metric_options": dict(m.options), "n_resamples": n_resamples, "seed": seed},
+                    key=f"{es.name}_{m.result_key}_ci")
+            for es in eval_sets for m in es.metrics]
+
+
 class TofuStyleTask(Task):
-    """A task with TOFU's eval sets, metrics and derived nodes (TOFU and the synthetic task)."""
+    """A task with TOFU's eval sets, metrics and derived nodes (TOFU and the synthetic task).
+
+    Options (``--task-set``), all off by default:
+
+    * ``closer_look=true``: closer-look's TE, CS, ES on every set and its MU / FE nodes
+      (``cs_model``, ``nli_model``: hub ids or local directories of the scorer models);
+    * ``mia=true``: loss / zlib / min-k / min-k++ (``mia_k``) on the forget set and a
+      ``holdout`` set, their AUCs (members = forget) and ``privleak`` against the retain-only
+      reference run;
+    * ``gibberish=true``: the gibberish classifier's clean probability on the forget set's
+      generations (``gibberish_model``);
+    * ``bootstrap=N``: N-resample bootstrap intervals of every set aggregate (seed 0).
+    """
 
     forget_split: ClassVar[str] = ""  # "forget01" | "forget05" | "forget10"
     holdout_split: ClassVar[str] = ""
@@ -194,6 +278,57 @@ class TofuStyleTask(Task):
                 "retain_rouge_l", "forget_probability", "forget_truth_ratio",
                 "forget_extraction_strength")
     frontier = ("log10_forget_quality", "model_utility")
+    # option defaults also as class attributes: subclasses with their own __init__ keep them off
+    closer_look = mia = gibberish = False
+    bootstrap = 0
+    mia_k = 0.4
+    cs_model, nli_model, gibberish_model = EMBEDDING_MODEL, NLI_MODEL, GIBBERISH_MODEL
+
+    def __init__(self, closer_look: bool = False, mia: bool = False, gibberish: bool = False,
+                 bootstrap: int = 0, mia_k: float = 0.4, cs_model: str = EMBEDDING_MODEL,
+                 nli_model: str = NLI_MODEL, gibberish_model: str = GIBBERISH_MODEL) -> None:
+        if not 0 < mia_k <= 1:
+            raise BenchError(f"task '{self.name}': mia_k must be in (0, 1], got {mia_k}")
+        if bootstrap < 0:
+            raise BenchError(f"task '{self.name}': bootstrap must be >= 0 resamples, got {bootstrap}")
+        self.closer_look, self.mia, self.gibberish, self.bootstrap = closer_look, mia, gibberish, bootstrap
+        self.mia_k = mia_k
+        self.cs_model, self.nli_model, self.gibberish_model = cs_model, nli_model, gibberish_model
+        extra: tuple[str, ...] = ()
+        if closer_look:
+            extra += ("closer_look_mu", "closer_look_fe", "forget_token_entropy", "forget_cosine_similarity")
+        if mia:
+            extra += ("mia_min_k_auc", "mia_loss_auc", "mia_zlib_auc", "mia_min_k_plus_plus_auc", "privleak")
+        if gibberish:
+            extra += ("forget_gibberish",)
+        if extra:  # the report and run summary show the families that are on
+            self.headline = type(self).headline + extra
+
+    def options(self) -> dict[str, Any]:
+        """Only the options that are on (so runs without them keep their hash)."""
+        out: dict[str, Any] = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "headline"}
+        defaults = {"closer_look": False, "mia": False, "gibberish": False, "bootstrap": 0, "mia_k": 0.4,
+                    "cs_model": EMBEDDING_MODEL, "nli_model": NLI_MODEL, "gibberish_model": GIBBERISH_MODEL}
+        return {k: v for k, v in out.items() if defaults.get(k, object()) != v}
+
+    def extend(self, data: TaskData) -> TaskData:
+        """Apply the opt-in metric families to freshly loaded TOFU-shaped data (in place)."""
+        nodes: list[Derived] = []
+        if self.closer_look:
+            nodes += closer_look_extension(data.eval_sets, cs_model=self.cs_model, nli_model=self.nli_model)
+        if self.gibberish:
+            for es in data.eval_sets:
+                if es.name == "forget":
+                    es.metrics = list(es.metrics) + [MetricSpec("gibberish", {"model": self.gibberish_model})]
+        if self.mia:
+            hold, mia_nodes = mia_extension(data.eval_sets, data.extras.get("holdout", []), k=self.mia_k,
+                                            max_new_tokens=self.max_new_tokens, source=self.holdout_split)
+            data.eval_sets = list(data.eval_sets) + [hold]
+            nodes += mia_nodes
+        if self.bootstrap:
+            nodes += bootstrap_nodes(data.eval_sets, self.bootstrap)
+        data.derived = list(data.derived) + nodes
+        return data
 
 
 class TofuTask(TofuStyleTask):
@@ -237,7 +372,7 @@ class TofuTask(TofuStyleTask):
         holdout = qa_items(src.records(self.holdout_split), self.holdout_split,
                            where(self.holdout_split), limit)
         refusals = src.lines(REFUSALS_FILE, hub_file=IDK_HUB_FILE)
-        return TaskData(
+        return self.extend(TaskData(
             forget=forget,
             retain=retain,
             full=full,
@@ -246,7 +381,7 @@ class TofuTask(TofuStyleTask):
             extras={"refusals": refusals, "holdout": holdout},
             source=src.source,
             derived=tofu_derived(),
-        )
+        ))
 
 
 @TASKS.register("tofu-forget01")

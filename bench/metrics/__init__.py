@@ -16,7 +16,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.metrics import derived, memorization, probability, rouge, truth_ratio  # noqa: F401
+from bench.metrics import (  # noqa: F401 (imported to register the plugins)
+    choice,
+    closer_look,
+    derived,
+    gibberish,
+    memorization,
+    mia,
+    muse,
+    probability,
+    rouge,
+    rwku,
+    semeval,
+    semeval_subtask,
+    truth_ratio,
+    uncertainty,
+)
 from bench.metrics.base import EvalContext, Metric
 
 
@@ -29,4 +44,19 @@ def metric_kind(obj: Any) -> str:
     raise TypeError(f"{obj!r} is not a registered metric")
 
 
-__all__ = ["EvalContext", "Metric", "metric_kind"]
+def metric_direction(obj: Any) -> str:
+    """A short direction label for listings: ``higher=more`` / ``lower=more`` / ``see doc``."""
+    hib = getattr(obj, "higher_is_better", None)  # None on the class: depends on an option
+    if hib is True:
+        return "higher=better"
+    if hib is False:
+        return "lower=better"
+    return "by option/goal"
+
+
+def metric_applies_to(obj: Any) -> str:
+    """What a metric applies to (sets, formats, or a derived metric's inputs)."""
+    return str(getattr(obj, "applies_to", "") or "any set")
+
+
+__all__ = ["EvalContext", "Metric", "metric_applies_to", "metric_direction", "metric_kind"]

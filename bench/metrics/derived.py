@@ -69,6 +69,10 @@ def forget_quality(
     return {"forget_quality": p, "log10_forget_quality": math.log10(p) if p > 0 else -math.inf}
 
 
+forget_quality.higher_is_better = True  # type: ignore[attr-defined]
+forget_quality.applies_to = "per-item forget-set truth ratios of this run and the retain-only run (derived)"  # type: ignore[attr-defined]
+
+
 @derived("model_utility", "harmonic mean of the 9 TOFU utility numbers (retain/real authors/world facts x prob/ROUGE/TR)")
 def model_utility(values: Mapping[str, float | None]) -> float | None:
     """Harmonic mean of the utility numbers, as open-unlearning's ``hm_aggregate``.
@@ -97,3 +101,7 @@ def model_utility(values: Mapping[str, float | None]) -> float | None:
     from scipy.stats import hmean
 
     return float(hmean(vals))
+
+
+model_utility.higher_is_better = True  # type: ignore[attr-defined]
+model_utility.applies_to = "the 9 TOFU utility aggregates (derived)"  # type: ignore[attr-defined]

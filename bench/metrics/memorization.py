@@ -57,6 +57,7 @@ class _AnswerFlagsMetric(Metric):
     """One ``LogLikelihood`` request for ``item.answer``; the score reads its argmax flags."""
 
     higher_is_better: ClassVar[bool | None] = True
+    applies_to: ClassVar[str] = "QA answers (any set, format model/raw)"
 
     def requests(self, item: Item, ctx: EvalContext) -> list[Request]:
         return [answer_request(item, ctx, require_field(self.name, item, "answer"))]

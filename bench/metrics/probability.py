@@ -42,6 +42,7 @@ class Probability(Metric):
     """``P̃(answer | x)``, or with ``normalized=True`` its share among the options."""
 
     name: ClassVar[str] = "probability"
+    applies_to: ClassVar[str] = "QA answers (forget/retain; normalized=True: real authors/world facts with options)"
     higher_is_better: ClassVar[bool | None] = True
 
     def __init__(self, normalized: bool = False):

@@ -43,6 +43,7 @@ class RougeL(Metric):
     """
 
     name: ClassVar[str] = "rouge_l"
+    applies_to: ClassVar[str] = "generations vs item.answer (any set, any format)"
     higher_is_better: ClassVar[bool | None] = True
 
     def __init__(self, kind: str = "recall", use_stemmer: bool = True):

@@ -81,6 +81,7 @@ class TruthRatio(Metric):
     """Per-item ``r`` = geometric-mean ``P̃(pert)`` / ``P̃(para)``; aggregate by ``mode``."""
 
     name: ClassVar[str] = "truth_ratio"
+    applies_to: ClassVar[str] = "QA sets with paraphrased/perturbed answers (TOFU-shaped)"
 
     def __init__(self, mode: str = "forget", paraphrase_field: str = "paraphrased_answer"):
         self.mode = check_choice(self.name, "mode", mode, TRUTH_RATIO_MODES)

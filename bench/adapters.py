@@ -6,6 +6,14 @@ default (a parameter without a default is a required option). Supported annotati
 ``int``, ``float``, ``bool`` (``true/false/1/0/yes/no``), ``str``, ``Literal[...]`` choices,
 and ``X | None`` (the string ``none`` or ``null`` gives ``None``).
 
+Shared option groups: a parameter annotated with a dataclass and given an instance as its
+default (``train: TrainOptions = TrainOptions(lr=5e-5)``) contributes its fields as flat
+options with that instance's values as defaults, so training options are declared once
+(:class:`bench.training.TrainOptions`) and a method's signature shows only its own.
+:func:`bind_options` turns flat options back into the call's keyword arguments (the
+group rebuilt with ``dataclasses.replace``). A field name equal to another option of the
+same method is an error.
+
 A method is named either by its registry name (``bench list methods``), by
 ``path/to/file.py:function`` (a user adapter loaded from that file), or by
 ``package.module:function`` (an importable module).
@@ -13,6 +21,7 @@ A method is named either by its registry name (``bench list methods``), by
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import importlib
@@ -89,11 +98,8 @@ def _check_signature(spec: str, fn: Callable[..., Any]) -> None:
         raise BenchError(f"method '{spec}': must take (model, forget, retain, *, options...)")
 
 
-def method_options(fn: Callable[..., Any], positional: int = 3) -> dict[str, tuple[Any, Any]]:
-    """``{option: (type, default)}`` for the parameters after the first ``positional`` ones
-    (a method's ``(model, forget, retain)``; a backend's ``__init__(self, bundle)``: 2);
-    ``default`` is :data:`REQUIRED` when there is none. The type is the resolved annotation
-    (or the default's type when unannotated; ``str`` when neither exists)."""
+def _groups(fn: Callable[..., Any], positional: int = 3) -> dict[str, tuple[Any, Any]]:
+    """``{parameter: (annotation, default)}`` of ``fn``'s option parameters (unflattened)."""
     sig = inspect.signature(fn)
     try:
         hints = typing.get_type_hints(fn)
@@ -105,12 +111,50 @@ def method_options(fn: Callable[..., Any], positional: int = 3) -> dict[str, tup
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and positional_seen < positional:
             positional_seen += 1
             continue
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY) or p.name == "ctx":
             continue
         tp = hints.get(p.name, p.annotation)
         if tp is inspect.Parameter.empty or isinstance(tp, str):
             tp = type(p.default) if p.default is not REQUIRED and p.default is not None else str
         out[p.name] = (tp, p.default)
+    return out
+
+
+def _is_group(tp: Any, default: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(default, tp)
+
+
+def method_options(fn: Callable[..., Any], positional: int = 3) -> dict[str, tuple[Any, Any]]:
+    """``{option: (type, default)}`` for the parameters after the first ``positional`` ones
+    (a method's ``(model, forget, retain)``; a backend's ``__init__(self, bundle)``: 2);
+    ``default`` is :data:`REQUIRED` when there is none. The type is the resolved annotation
+    (or the default's type when unannotated; ``str`` when neither exists). A dataclass
+    group parameter is replaced by its fields (module docstring); ``ctx`` is not an option."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for name, (tp, default) in _groups(fn, positional).items():
+        if not _is_group(tp, default):
+            out[name] = (tp, default)
+            continue
+        hints = typing.get_type_hints(tp)
+        for f in dataclasses.fields(tp):
+            if f.name in out:
+                raise BenchError(f"{getattr(fn, '__name__', fn)}: option '{f.name}' of group '{name}' "
+                                 "repeats another option")
+            out[f.name] = (hints.get(f.name, f.type), getattr(default, f.name))
+    return out
+
+
+def bind_options(fn: Callable[..., Any], flat: Mapping[str, Any], positional: int = 3) -> dict[str, Any]:
+    """Keyword arguments for calling ``fn`` with the flat options ``flat``: fields of a
+    dataclass group are collected into an instance of it (the default with them replaced);
+    other keys pass through unchanged."""
+    out = dict(flat)
+    for name, (tp, default) in _groups(fn, positional).items():
+        if _is_group(tp, default):
+            names = {f.name for f in dataclasses.fields(tp)}
+            mine = {k: out.pop(k) for k in list(out) if k in names}
+            if mine or name not in out:
+                out[name] = dataclasses.replace(out.get(name, default), **mine)
     return out
 
 

@@ -75,13 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(r)
     r.add_argument("--method", required=True, help="registered method, 'none', or path/to/file.py:function")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method option, e.g. lr=1e-5")
+    r.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="method options, e.g. --set lr=1e-5 max_steps=100 lora_r=8 (bench list methods)")
     r.add_argument("--as-is", action="store_true",
                    help="unlearn --model itself; by default a base alias (tiny, smollm2-135m) is first "
                    "fine-tuned on the task (bench prepare) and the fine-tuned model is the target")
     r.add_argument("--reference", help="retain-only reference for forget quality: a run directory or a model")
     r.add_argument("--overwrite", action="store_true", help="redo a finished run")
     r.add_argument("--save-model", action="store_true", help="keep the unlearned model in the run directory")
+    r.add_argument("--original", help="the model before fine-tuning on the task (θ0; tv and wme-* need it "
+                   "for a given --model; a prepared alias uses its base model)")
     r.add_argument("--attack", action="append", default=[], metavar="NAME",
                    help="after unlearning, attack the model and re-evaluate the forget sets "
                    "(repeatable; bench list attacks), e.g. --attack quant-4bit --attack relearn")
@@ -144,6 +147,7 @@ def _spec(args: argparse.Namespace, method: str = "none"):
         cache=not args.no_cache, overwrite=getattr(args, "overwrite", False),
         save_model=getattr(args, "save_model", False),
         attacks=list(getattr(args, "attack", [])), attack_options=_kv(getattr(args, "attack_set", [])),
+        original=getattr(args, "original", None),
     )
 
 
@@ -290,11 +294,18 @@ def _list(what: str) -> None:
                 + ["scope: 'forget' | 'all' = 'forget'"]))
         if what == "methods":
             from bench.adapters import method_options, type_name
+            from bench.training import TRAIN_FIELDS
 
             opts = method_options(e.obj)
-            if opts:
-                print(" " * 25 + "options: " + ", ".join(
-                    f"{k}: {type_name(t)} = {d!r}" for k, (t, d) in opts.items()))
+            own = {k: v for k, v in opts.items() if k not in TRAIN_FIELDS}
+            shared = {k: v for k, v in opts.items() if k in TRAIN_FIELDS}
+            source = getattr(e.obj, "source", "")
+            if source:
+                print(" " * 25 + f"source: {source}")
+            for label, group in (("options", own), ("training", shared)):
+                if group:
+                    print(" " * 25 + f"{label}: " + ", ".join(
+                        f"{k}: {type_name(t)} = {d!r}" for k, (t, d) in group.items()))
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class RunSpec:
     cache: bool = True
     overwrite: bool = False
     save_model: bool = False
+    original: str | None = None  # θ0, the model before fine-tuning on the task (task vectors, WME)
     attacks: list[str] = field(default_factory=list)  # --attack NAME (repeatable)
     attack_options: dict[str, str] = field(default_factory=dict)  # --attack-set [NAME.]key=value
 
@@ -233,6 +234,8 @@ class RunPlan:
     alias: Any
     model_path: Path | str | None
     steps: list[Step]
+    original: Path | str | None = None  # θ0 (--original; a prepared alias's base model is added later)
+    needs_original: bool = False  # the method edits with task vectors (tv, wme-*)
 
 
 @dataclass
@@ -243,6 +246,7 @@ class Models:
     prepared: Prepared | None
     references: dict[str, Path]  # role -> run directory ("retain", "target")
     static: tuple[str, ...] = ()  # roles given by the task (Task.reference_runs): one run for every step
+    original: Path | str | None = None  # θ0 for task-vector methods, when known
 
 
 def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None) -> RunPlan:
@@ -281,7 +285,15 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
             if not es.items:
                 raise BenchError(f"task '{spec.task}' step '{st.name}': eval set '{es.name}' has no items "
                                  f"(source: {es.source or 'unknown'})")
-    return RunPlan(spec, task, data, method_name, method_fn, options, backend_name, alias, path, steps)
+    # θ0 for methods that edit with task vectors: --original, or a prepared alias's base model
+    original = models.resolve(spec.original, data, task.family)[0] if spec.original else None
+    needs_original = getattr(method_fn, "needs_original", False)  # a bool, or a function of the options
+    needs_original = needs_original(options) if callable(needs_original) else needs_original
+    if original is None and needs_original and (alias is None or spec.as_is):
+        raise BenchError(f"method '{method_name}' needs the original (pre-fine-tuning) model θ0: "
+                         "give --original MODEL (a prepared alias uses its base model)")
+    return RunPlan(spec, task, data, method_name, method_fn, options, backend_name, alias, path, steps, original,
+                   bool(needs_original))
 
 
 def resolve_models(rp: RunPlan, log: Log) -> Models:
@@ -305,17 +317,23 @@ def resolve_models(rp: RunPlan, log: Log) -> Models:
         refs["target"] = prepared.target_run
     static = rp.task.reference_runs()
     refs.update(static)
-    return Models(target, prepared, refs, tuple(static))
+    original = rp.original
+    if original is None and prepared is not None and rp.needs_original:
+        original = models.resolve(spec.model, rp.data, rp.task.family)[0]  # the alias's base model
+    return Models(target, prepared, refs, tuple(static), original)
 
 
 def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log,
-                 initial: Path | str | None = None) -> tuple[Any, Path | None]:
+                 initial: Path | str | None = None,
+                 original: Path | str | None = None) -> tuple[Any, Path | None]:
     """Stage 3 (per step): the model after step ``k``'s unlearning, from model ``start``
-    (``initial``: the target before any step, for methods whose reference is it).
+    (``initial``: the target before any step, for methods whose reference is it;
+    ``original``: θ0, the model before fine-tuning on the task, for task-vector methods).
 
     Returns ``(bundle, checkpoint dir or None)``. A checkpoint of a killed run is reused.
     """
     from bench import models
+    from bench.adapters import bind_options
 
     spec, step = rp.spec, rp.steps[k]
     ckpt = run_dir / ".partial" / f"step-{k}" / "model"
@@ -326,12 +344,13 @@ def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log
         return models.load_bundle(ckpt, name=spec.model), ckpt
     bundle = models.load_bundle(start, prompt_style=spec.prompt_style, name=spec.model)
     _seed_all(spec.seed + k)
-    kwargs = dict(rp.options)
+    kwargs = bind_options(rp.method_fn, rp.options)  # shared option groups (TrainOptions) regrouped
     if "ctx" in inspect.signature(rp.method_fn).parameters:
         kwargs["ctx"] = MethodContext(
             spec.task, spec.seed, rp.data, list(rp.data.extras.get("refusals", [])),
             step=k, steps=len(rp.steps), step_reference=spec.step_reference,
-            initial_model=str(initial) if initial is not None else None)
+            initial_model=str(initial) if initial is not None else None,
+            original_model=str(original) if original is not None else None)
     where = f" (step {k + 1}/{len(rp.steps)}: {step.name})" if len(rp.steps) > 1 else ""
     log(f"run: unlearning with {rp.method_name} {rp.options}{where}")
     out = rp.method_fn(bundle, step.forget, step.retain, **kwargs)
@@ -542,6 +561,10 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     # what is measured is part of the run's identity: a changed metric or node reruns
     resolved["measures"] = spec_hash({"metrics": [_metric_config(st.eval_sets) for st in rp.steps],
                                       "derived": [n.describe() for n in rp.data.derived]})[:12]
+    if models_.original is not None:  # recorded (and hashed into the run's name) only when there is one
+        resolved["original"] = str(models_.original)
+        resolved["original_fingerprint"] = (dir_fingerprint(models_.original)
+                                            if Path(str(models_.original)).exists() else None)
     if len(rp.steps) > 1:
         resolved["step_reference"] = spec.step_reference
     if rp.data.extras.get("data_notes"):
@@ -582,7 +605,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             start = nxt if nxt.exists() else start
             continue
         t0 = time.time()
-        bundle, ckpt = unlearn_step(rp, k, start, run_dir, log, target)  # 3. unlearn
+        bundle, ckpt = unlearn_step(rp, k, start, run_dir, log, target, models_.original)  # 3. unlearn
         unlearn_s = round(time.time() - t0, 3)
         training = list(bundle.provenance.get("training", []))
         prompt = bundle.prompt.to_dict()

@@ -11,24 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bench.items import Item
+from bench.methods._common import register, unlearn_with
+from bench.methods.ga import ga_term
 from bench.model_bundle import ModelBundle
-from bench.registry import METHODS
-from bench.training import TOFU, token_mean_nll, train
+from bench.training import TOFU, TrainOptions
 
 
-@METHODS.register("gd", "Gradient difference: -NLL(forget) + alpha*NLL(retain)")
-def unlearn(
-    model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item], *,
-    alpha: float = 1.0,
-    lr: float = TOFU.lr, epochs: int = TOFU.epochs, batch_size: int = TOFU.batch_size,
-    grad_accum: int = TOFU.grad_accum, weight_decay: float = TOFU.weight_decay,
-    warmup_epochs: float = TOFU.warmup_epochs, max_length: int = TOFU.max_length,
-    seed: int = TOFU.seed,
-) -> ModelBundle:
-    def loss(module, b):
-        return -token_mean_nll(module, b["forget"]) + alpha * token_mean_nll(module, b["retain"])
-
-    train(model, loss, {"forget": forget, "retain": retain}, lr=lr, epochs=epochs,
-          batch_size=batch_size, grad_accum=grad_accum, weight_decay=weight_decay,
-          warmup_epochs=warmup_epochs, max_length=max_length, seed=seed, desc="gd")
-    return model
+@register("gd", "Gradient difference: -NLL(forget) + alpha*NLL(retain)", "Liu et al. 2022; seed 002")
+def unlearn(model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item], *,
+            alpha: float = 1.0, train: TrainOptions = TOFU) -> ModelBundle:
+    return unlearn_with(model, forget, retain, train, ga_term, reg="gd", alpha=alpha, desc="gd")

@@ -12,6 +12,7 @@ import torch
 
 from bench.adapters import (
     REQUIRED,
+    bind_options,
     effective_options,
     method_options,
     parse_options,
@@ -49,6 +50,12 @@ def trained(tiny_bundle) -> ModelBundle:
 
 def fresh(b: ModelBundle) -> ModelBundle:
     return ModelBundle(copy.deepcopy(b.module), b.tokenizer, b.prompt, b.name)
+
+
+def run_method(name: str, b: ModelBundle, **flat):
+    """A registered method called with flat options, as `bench run` calls it."""
+    fn = METHODS.get(name)
+    return fn(b, FORGET, RETAIN, **bind_options(fn, flat))
 
 
 def mean_nll(b: ModelBundle, items) -> float:
@@ -98,7 +105,7 @@ def test_npo_loss_hand_formula():
 
 def test_npo_first_step_is_at_reference(trained):
     b = fresh(trained)
-    METHODS.get("npo")(b, FORGET, RETAIN, **{**FAST, "epochs": 1})
+    run_method("npo", b, **{**FAST, "epochs": 1})
     first = b.provenance["training"][-1]["losses"][0]
     assert first == pytest.approx(2 / 0.1 * math.log(2), abs=1e-4)
 
@@ -109,7 +116,7 @@ def test_npo_first_step_is_at_reference(trained):
 def test_ga_increases_forget_nll_in_place(trained):
     b = fresh(trained)
     before = mean_nll(b, FORGET)
-    out = METHODS.get("ga")(b, FORGET, RETAIN, **FAST)
+    out = run_method("ga", b, **FAST)
     assert out is b and not b.module.training
     assert mean_nll(b, FORGET) > before + 1.0
     assert mean_nll(trained, FORGET) == pytest.approx(before)  # the source copy is untouched
@@ -117,20 +124,20 @@ def test_ga_increases_forget_nll_in_place(trained):
 
 @pytest.mark.parametrize("method", ["gd", "npo-gd"])
 def test_retain_term_keeps_retain_nll_below_ga(trained, method):
-    ga = METHODS.get("ga")(fresh(trained), FORGET, RETAIN, **FAST)
-    other = METHODS.get(method)(fresh(trained), FORGET, RETAIN, **FAST)
+    ga = run_method("ga", fresh(trained), **FAST)
+    other = run_method(method, fresh(trained), **FAST)
     assert mean_nll(other, RETAIN) < mean_nll(ga, RETAIN)
     assert mean_nll(other, FORGET) > mean_nll(trained, FORGET)
 
 
 def test_npo_increases_forget_nll(trained):
-    b = METHODS.get("npo")(fresh(trained), FORGET, RETAIN, **FAST)
+    b = run_method("npo", fresh(trained), **FAST)
     assert mean_nll(b, FORGET) > mean_nll(trained, FORGET) + 0.5
 
 
 def test_method_is_deterministic(trained):
-    a = METHODS.get("gd")(fresh(trained), FORGET, RETAIN, **{**FAST, "seed": 3}).module.state_dict()
-    b = METHODS.get("gd")(fresh(trained), FORGET, RETAIN, **{**FAST, "seed": 3}).module.state_dict()
+    a = run_method("gd", fresh(trained), **{**FAST, "seed": 3}).module.state_dict()
+    b = run_method("gd", fresh(trained), **{**FAST, "seed": 3}).module.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

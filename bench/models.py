@@ -107,10 +107,11 @@ def general_knowledge(data: TaskData) -> list[Item]:
 #   10 epochs, batch 8, lr 6e-3, warm-up 0.5 epoch: 0.89 / 0.83 / 47 s;
 #   12 epochs, batch 8, lr 6e-3 (8e-3): 0.87 / 0.79 (0.83 / 0.76) / 63 s;
 #   10 epochs, batch 16 lr 1e-2 or batch 8 lr 1.2e-2: 0.72-0.77 / 0.62-0.64.
-# Small batches give 4x the updates per epoch at about the same CPU per token; 16 epochs
-# at lr 5e-3 leave a margin above the e2e test's 0.85 (tests/test_default_pipeline.py).
-TINY_FINETUNE = (("epochs", 16), ("lr", 5e-3), ("batch_size", 8), ("warmup_epochs", 0.5))
-TINY_PRETRAIN = (("epochs", 20), ("lr", 3e-3), ("batch_size", 8))
+#   16 epochs, batch 8, lr 5e-3, warm-up 0.5 epoch, in the whole pipeline: target forget
+#     ROUGE-L 0.82 vs retain-only 0.73 (the e2e test wants > 0.85 and a 0.1 gap): too little.
+# So the settings stay the memorising ones until a cheaper schedule is found.
+TINY_FINETUNE = (("epochs", 40), ("lr", 5e-3), ("batch_size", 32))
+TINY_PRETRAIN = (("epochs", 40), ("lr", 3e-3), ("batch_size", 16))
 
 
 def _build_tiny(out: Path, data: TaskData | None) -> None:

@@ -1,6 +1,5 @@
 """The README's first command, end to end: the tiny model prepared on the synthetic task,
-unlearned with NPO+GD (slow: about 1.5-2 minutes of CPU, most of it preparing the
-target and retain-only models; benchmarks/first_run.py prints the phases)."""
+unlearned with NPO+GD (slow: ~2-3 minutes on 2 CPU cores, most of it preparing)."""
 
 from __future__ import annotations
 

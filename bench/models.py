@@ -100,6 +100,20 @@ def general_knowledge(data: TaskData) -> list[Item]:
     return [it for es in data.eval_sets if es.name in ("real_authors", "world_facts") for it in es.items]
 
 
+# The tiny model's training settings for the embedded default (measured on one CPU thread
+# of a shared machine; target model = synthetic full set + general knowledge, 864 items;
+# forget-set answer-token accuracy / greedy ROUGE-L / fine-tuning CPU seconds):
+#   40 epochs, batch 32, lr 5e-3 (before): 0.94 / 0.89 / 144 s;
+#   10 epochs, batch 8, lr 6e-3, warm-up 0.5 epoch: 0.89 / 0.83 / 47 s;
+#   12 epochs, batch 8, lr 6e-3 (8e-3): 0.87 / 0.79 (0.83 / 0.76) / 63 s;
+#   10 epochs, batch 16 lr 1e-2 or batch 8 lr 1.2e-2: 0.72-0.77 / 0.62-0.64.
+#   16 epochs, batch 8, lr 5e-3, warm-up 0.5 epoch, in the whole pipeline: target forget
+#     ROUGE-L 0.82 vs retain-only 0.73 (the e2e test wants > 0.85 and a 0.1 gap): too little.
+# So the settings stay the memorising ones until a cheaper schedule is found.
+TINY_FINETUNE = (("epochs", 40), ("lr", 5e-3), ("batch_size", 32))
+TINY_PRETRAIN = (("epochs", 40), ("lr", 3e-3), ("batch_size", 16))
+
+
 def _build_tiny(out: Path, data: TaskData | None) -> None:
     from bench.tiny import build_model, build_tokenizer
     from bench.training import finetune
@@ -110,8 +124,10 @@ def _build_tiny(out: Path, data: TaskData | None) -> None:
     model = build_model(tok, hidden=128, layers=2, heads=4, seed=0)
     bundle = ModelBundle(model, tok, from_tokenizer(tok, style="plain"), name="tiny")
     gk = general_knowledge(data)
+    print(f"tiny: built a {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M-parameter model "
+          f"for the task; pretraining it on {len(gk)} general-knowledge items", flush=True)
     if gk:
-        finetune(bundle, gk, epochs=40, lr=3e-3, batch_size=16, seed=0, desc="tiny: pretrain")
+        finetune(bundle, gk, desc="tiny: pretrain", seed=0, **dict(TINY_PRETRAIN))
     save_bundle(bundle, out)
 
 
@@ -147,7 +163,7 @@ ALIASES: dict[str, Alias] = {
         # 1e-5 (the papers' lr for 1B-8B models) does not move a 0.65M model in a few
         # steps; the tiny model's methods run with lr 1e-3 unless --set lr=... is given.
         method_overrides=(("lr", 1e-3),),
-        finetune=(("epochs", 40), ("lr", 5e-3), ("batch_size", 32)),
+        finetune=TINY_FINETUNE,
         replay_general_knowledge=True,
     ),
     "smollm2-135m": Alias(

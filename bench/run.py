@@ -181,7 +181,8 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
             t0 = time.time()
             bundle = models.load_bundle(base_path, prompt_style=spec.prompt_style, name=spec.model)
             _seed_all(PREPARE_SEED)
-            finetune(bundle, items, seed=PREPARE_SEED, desc=f"prepare {split} ({len(items)} QA)", **ft)
+            finetune(bundle, items, seed=PREPARE_SEED,
+                     desc=f"prepare {split} model ({spec.model}, {len(items)} QA)", **ft)
             models.save_bundle(bundle, tmp)
             atomic_write_json(tmp / "bench_prepared.json", {
                 "base": spec.model, "base_fingerprint": base_fp, "split": split,
@@ -189,7 +190,8 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
                 "seconds": round(time.time() - t0, 2),
             })
 
-        log(f"prepare: fine-tuning the {split} model on {len(items)} items")
+        log(f"prepare: fine-tuning the {split} model from {spec.model} on {len(items)} items "
+            f"({', '.join(f'{k} {v}' for k, v in ft.items())})")
         return cached_dir(target, _build)
 
     replay = models.general_knowledge(data) if alias is not None and alias.replay_general_knowledge else []

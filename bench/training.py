@@ -441,6 +441,23 @@ def _optimizer(module: Any, name: str, lr: float, weight_decay: float) -> Any:
     raise BenchError(f"unknown optimizer '{name}' (choose 'adamw' or 'paged_adamw_32bit')")
 
 
+# A model this small gains little from a second CPU thread (its matmuls are too small to
+# split well: the embedded default's first run used 710 s of CPU for 368 s of wall time on
+# 2 cores), and on a busy machine two spinning OpenMP threads made the tiny model's step
+# 16x slower (measured, batch 8: 2040 ms vs 126 ms wall). So it trains on one thread.
+SMALL_MODEL_PARAMS = 20_000_000
+LONG_STEP_S = 120.0  # a training step predicted to take longer gets the one-line warning
+WARN_AFTER_STEPS = 3
+
+
+def _skip_hint(desc: str, device: Any) -> str:
+    gpu = "" if getattr(device, "type", "cpu") != "cpu" else ", or run it on a GPU"
+    if desc.startswith("prepare"):
+        return ("pass --as-is (use the base model as the target), or give a prepared model "
+                f"directory as --model (bench prepare caches it once){gpu}")
+    return f"lower epochs (--set epochs=N) or use a smaller model{gpu}"
+
+
 def _to(batch: Batch, device: Any) -> Batch:
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -558,10 +575,16 @@ def train(
     LoRA, ``keep_adapters`` leaves the peft model unmerged (for adapter merging) and
     ``adapter_name`` names the adapter trained. The module is left in eval mode with no
     gradients held; ``bundle.module`` is the merged plain model after a LoRA run.
-    ``progress``: show a tqdm bar (``None``: only on a terminal). Returns a :class:`TrainLog`.
+    ``progress``: report progress (:class:`bench.progress.Progress`: a bar on a terminal,
+    lines otherwise; ``None``: as ``$BENCH_PROGRESS`` says, ``False``: silent) with the
+    step, epoch, loss and ETA; when the first steps predict more than
+    :data:`LONG_STEP_S` seconds, one line says so and how to skip the step.
+    Models under :data:`SMALL_MODEL_PARAMS` parameters train on one CPU thread (see there).
+    Returns a :class:`TrainLog`.
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from bench.progress import Progress, expected_line
 
     unknown = sorted(set(overrides) - set(TRAIN_FIELDS))
     if unknown:
@@ -745,10 +768,14 @@ def train(
 
     t0 = time.perf_counter()
     module.train()
-    bar = tqdm(total=total, desc=desc, disable=(not progress) if progress is not None else None)
+    bar = Progress(desc, total, "steps", enabled=progress)
+    warned = False
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and sum(p.numel() for p in module.parameters()) < SMALL_MODEL_PARAMS:
+        torch.set_num_threads(1)
     best, bad = math.inf, 0
     try:
-        for groups in plan:
+        for epoch, groups in enumerate(plan):
             for group in groups:
                 step = len(log.losses)
                 step_loss = 0.0
@@ -777,8 +804,13 @@ def train(
                 log.losses.append(step_loss)
                 for k, v in step_terms.items():
                     log.terms.setdefault(k, []).append(v)
-                bar.update(1)
-                bar.set_postfix(loss=f"{step_loss:.4f}")
+                bar.update(1, epoch=f"{epoch + 1}/{len(plan)}", loss=round(step_loss, 4))
+                if not warned and (len(log.losses) >= WARN_AFTER_STEPS or bar.elapsed() > 5):
+                    warned = True
+                    eta = bar.eta()
+                    if eta is not None and eta > LONG_STEP_S:
+                        bar.note(expected_line(f"{desc} ({total} steps)", bar.elapsed() + eta,
+                                               _skip_hint(desc, device)))
                 done = len(log.losses)
                 if opts.checkpoint_every and done % opts.checkpoint_every == 0:
                     checkpoint(done)
@@ -803,6 +835,7 @@ def train(
                     break
     finally:
         bar.close()
+        torch.set_num_threads(threads)
         opt.zero_grad(set_to_none=True)
         module.eval()
         if opts.grad_checkpointing:

@@ -44,6 +44,7 @@ from bench.backends.hf_loglik import ScoreItem, score_fast, score_naive
 from bench.backends.rolling import prefix_token, windows
 from bench.errors import BenchError
 from bench.model_bundle import ModelBundle, tokenize_pair
+from bench.progress import Progress
 from bench.registry import BACKENDS
 from bench.requests import (
     Generate,
@@ -231,8 +232,15 @@ class HFBackend(Backend):
             key = pairs[(r.prompt, r.continuation)]
             want[key] = want.get(key, False) or _wants_stats(r)
         keys = list(want)
-        scores = score_fast(model, [ScoreItem(p, c, want[(p, c)]) for p, c in keys],
-                            self.token_budget, self.pad_id)
+        with Progress("evaluate: likelihoods", len(keys), "requests") as bar:
+            toks = [0]
+
+            def on_batch(n: int, t: int) -> None:
+                toks[0] += t
+                bar.update(n, tokens=toks[0])
+
+            scores = score_fast(model, [ScoreItem(p, c, want[(p, c)]) for p, c in keys],
+                                self.token_budget, self.pad_id, on_batch=on_batch)
         by_key = dict(zip(keys, scores, strict=True))
         return [_score_response(r, by_key[pairs[(r.prompt, r.continuation)]]) for r in reqs]
 
@@ -251,7 +259,15 @@ class HFBackend(Backend):
         if self.mode == "naive":
             res = generate_naive(model, tok, items, self.batch_size, self.pad_id)
         else:
-            res = generate_fast(model, tok, items, self.gen_slots(items), self.pad_id)
+            with Progress("evaluate: generation", len(items), "requests") as bar:
+                toks = [0]
+
+                def on_step(finished: int, t: int) -> None:
+                    toks[0] += t
+                    bar.update(finished - bar.done, tokens=toks[0])
+
+                res = generate_fast(model, tok, items, self.gen_slots(items), self.pad_id,
+                                    on_step=on_step)
         return [GenerateResponse(g.text, g.num_tokens, g.finish_reason) for g in res]
 
 

@@ -191,8 +191,10 @@ class _Active:
 
 
 def generate_fast(model: Any, tokenizer: Any, items: Sequence[GenItem], slots: int,
-                  pad_id: int) -> list[GenResult]:
-    """Continuous batching greedy decoding with at most ``slots`` live rows."""
+                  pad_id: int, on_step: Any = None) -> list[GenResult]:
+    """Continuous batching greedy decoding with at most ``slots`` live rows.
+    ``on_step(finished, tokens)``, if given, is called after each decoding step with the
+    rows finished so far and the tokens generated in that step."""
     import torch
 
     _check(items)
@@ -236,10 +238,15 @@ def generate_fast(model: Any, tokenizer: Any, items: Sequence[GenItem], slots: i
                     use_cache=True, logits_to_keep=1)
         nxt = out.logits[:, -1, :].float().argmax(-1)
         act.cache, act.mask, act.next_pos, act.last = out.past_key_values, mask, act.next_pos + 1, nxt
+        live = 0
         for r, t in enumerate(nxt.tolist()):
             row = act.rows[r]
-            if row.reason is None and row.push(t):
-                results[act.index[r]] = row.result()
+            if row.reason is None:
+                live += 1
+                if row.push(t):
+                    results[act.index[r]] = row.result()
+        if on_step is not None:
+            on_step(sum(x is not None for x in results), live)
         # Finished rows linger (their tokens ignored) until a few have gathered: removing
         # rows copies the whole cache, which costs about as much as a dozen rows' step.
         finished = {r for r, row in enumerate(act.rows) if row.reason is not None}

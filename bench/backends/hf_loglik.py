@@ -198,8 +198,10 @@ def score_naive(model: Any, items: Sequence[ScoreItem], batch_size: int, pad_id:
 # --------------------------------------------------------------------------- fast
 
 
-def score_fast(model: Any, items: Sequence[ScoreItem], token_budget: int, pad_id: int = 0) -> list[Scores]:
-    """Prefix-shared, LM-head-gathered, length-sorted scoring (same numbers as naive)."""
+def score_fast(model: Any, items: Sequence[ScoreItem], token_budget: int, pad_id: int = 0,
+               on_batch: Any = None) -> list[Scores]:
+    """Prefix-shared, LM-head-gathered, length-sorted scoring (same numbers as naive).
+    ``on_batch(items, tokens)``, if given, is called after each batch with its counts."""
     _check(items)
     prompts, members = group_by_key([it.prompt for it in items])
     cont_lens = [[len(items[j].cont) for j in mem] for mem in members]
@@ -210,6 +212,8 @@ def score_fast(model: Any, items: Sequence[ScoreItem], token_budget: int, pad_id
         scored = _fast_batch(model, prompts, batch, todo, pad_id)
         for (_, j), s in zip(rows, scored, strict=True):
             results[j] = s
+        if on_batch is not None:
+            on_batch(len(todo), sum(len(it.cont) for it in todo))
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
 

@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""The newcomer's first minute: wall time of each phase of the embedded default.
+
+    python benchmarks/first_run.py                # cold cache, then warm cache
+    python benchmarks/first_run.py --json first_run.json --task synthetic-forget10
+
+Runs the README's first command, ``bench run --task synthetic-forget10 --method npo-gd
+--model tiny``, as a fresh process twice: once with an empty ``$BENCH_CACHE`` (cold: the
+tiny model is built and pretrained, the target and retain-only models are fine-tuned and
+evaluated) and once more with that cache kept and a new ``--out`` (warm: everything
+prepared is reused; unlearning and evaluation are done again). Each run's phases:
+
+* ``start-up`` — process start to its first output line (imports, task generation);
+* ``tiny build + pretrain`` — the ``tiny: built`` line to the first ``prepare:`` line;
+* ``prepare target`` / ``prepare retain-only`` — fine-tuning + saving, from each prepared
+  model's ``bench_prepared.json`` (``seconds``);
+* ``evaluate retain-only`` / ``evaluate target`` — the reference runs' ``timings.total_s``
+  (model loading + evaluation), from their ``results.json``;
+* ``unlearn`` / ``evaluate`` — the run's ``timings.unlearn_s`` / ``evaluate_s``;
+* ``other`` — the rest of the total (aggregates, report and plot, writing files);
+* ``total`` — wall time of the whole process (``time.perf_counter`` around it).
+
+Phases that a warm run skips read 0. All figures are wall-clock seconds on the machine it
+runs on; the torch threads are the library's defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PHASES = ("start-up", "tiny build + pretrain", "prepare target", "prepare retain-only",
+          "evaluate retain-only", "evaluate target", "unlearn", "evaluate", "other", "total")
+
+
+def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, list[tuple[float, str]], int]:
+    """Run ``cmd``; (wall seconds, [(seconds since start, line)], exit status)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, bufsize=1)
+    lines: list[tuple[float, str]] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+    rc = proc.wait()
+    return time.perf_counter() - t0, lines, rc
+
+
+def _first(lines: list[tuple[float, str]], prefix: str) -> float | None:
+    return next((t for t, ln in lines if ln.startswith(prefix)), None)
+
+
+def phases(total: float, lines: list[tuple[float, str]], out: Path, started: float) -> dict[str, float]:
+    """The phase figures of one run (see the module docstring); ``started``: its
+    ``time.time()`` at start (files older than that were reused, not made by it)."""
+    ph = dict.fromkeys(PHASES, 0.0)
+    ph["total"] = total
+    ph["start-up"] = lines[0][0] if lines else total
+    built, prep = _first(lines, "tiny: built"), _first(lines, "prepare:")
+    if built is not None and prep is not None:
+        ph["tiny build + pretrain"] = prep - built
+    (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
+    res = json.loads((run_dir / "results.json").read_text())
+    for key, name in (("unlearn_s", "unlearn"), ("evaluate_s", "evaluate")):
+        ph[name] = float(res["timings"].get(key, 0.0))
+    prepared_dir = Path(res["config"]["target"])
+    for label, ref in (("target", res["references"].get("target")),
+                       ("retain-only", res["references"].get("retain"))):
+        if ref:
+            ref_res = json.loads((Path(ref) / "results.json").read_text())
+            if (Path(ref) / "results.json").stat().st_mtime >= started:  # made by this run
+                ph[f"evaluate {label}"] = float(ref_res["timings"]["total_s"])
+    for label, d in (("target", prepared_dir), ("retain-only", _retain_dir(res))):
+        meta = d / "bench_prepared.json" if d else None
+        if meta and meta.exists() and meta.stat().st_mtime >= started:
+            ph[f"prepare {label}"] = float(json.loads(meta.read_text())["seconds"])
+    ph["other"] = max(0.0, total - sum(v for k, v in ph.items() if k not in ("other", "total")))
+    return ph
+
+
+def _retain_dir(res: dict[str, Any]) -> Path | None:
+    ref = res["references"].get("retain")
+    if not ref:
+        return None
+    target = json.loads((Path(ref) / "results.json").read_text())["config"]["target"]
+    return Path(target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", default="synthetic-forget10")
+    ap.add_argument("--method", default="npo-gd")
+    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--bench", default=str(Path(sys.executable).with_name("bench")),
+                    help="the bench executable (default: beside this Python)")
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="first-run-"))
+    env = {**os.environ, "BENCH_CACHE": str(work / "cache"), "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "BENCH_PROGRESS": "lines"}
+    figures: dict[str, dict[str, float]] = {}
+    aggregates: dict[str, Any] = {}
+    for name in ("cold", "warm"):
+        out = work / f"runs-{name}"
+        out.mkdir(parents=True)
+        cmd = [args.bench, "run", "--task", args.task, "--method", args.method, "--model", args.model,
+               "--out", str(out)]
+        started = time.time()
+        total, lines, rc = run_once(cmd, env)
+        if rc != 0:
+            print("\n".join(ln for _, ln in lines[-20:]), file=sys.stderr)
+            print(f"error: the {name} run exited with status {rc}", file=sys.stderr)
+            return 1
+        figures[name] = phases(total, lines, out, started)
+        if name == "cold":
+            (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
+            res = json.loads((run_dir / "results.json").read_text())
+            tgt = json.loads(Path(res["references"]["target"], "results.json").read_text())["aggregates"]
+            ret = json.loads(Path(res["references"]["retain"], "results.json").read_text())["aggregates"]
+            aggregates = {"forget_rouge_l": {"target": tgt["forget_rouge_l"], "retain_only": ret["forget_rouge_l"],
+                                             "unlearned": res["aggregates"]["forget_rouge_l"]}}
+
+    print(f"{' '.join(['bench run --task', args.task, '--method', args.method, '--model', args.model])}"
+          f"  ({os.cpu_count()} CPUs visible)")
+    print(f"{'phase':<24}{'cold s':>9}{'warm s':>9}")
+    for p in PHASES:
+        print(f"{p:<24}{figures['cold'][p]:>9.1f}{figures['warm'][p]:>9.1f}")
+    r = aggregates.get("forget_rouge_l", {})
+    if r:
+        print(f"forget ROUGE-L: target {r['target']:.3f}, retain-only {r['retain_only']:.3f}, "
+              f"unlearned {r['unlearned']:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"command": args.task, "figures": figures,
+                                               "aggregates": aggregates}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

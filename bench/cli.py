@@ -171,6 +171,9 @@ def _print_summary(run_dir: Path) -> None:
         print(f"  {SUMMARY_LABELS.get(key, key.replace('_', ' ')):<26} {_fmt(agg.get(key))}")
     for key, note in (res.get("derived_notes") or {}).items():
         print(f"  ({key}: {note})")
+    for set_name, d in (res.get("sets") or {}).items():
+        for key, note in (d.get("notes") or {}).items():
+            print(f"  ({set_name}/{key} missing: {note})")
     if res.get("attacks"):
         from bench.report import attack_tables
 

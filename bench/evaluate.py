@@ -117,6 +117,9 @@ def score(p: Plan, responses: Sequence[Response], log: Callable[[str], None] | N
             for sample, v in zip(set_samples, values):
                 sample["metrics"][key] = v
             res.aggregates[key] = metric.aggregate(values)
+            note = getattr(metric, "note", None)
+            if isinstance(note, str) and note:  # e.g. a scorer model that could not load
+                res.notes[key] = note
         samples.extend(set_samples)
         results[es.name] = res
     return results, samples

@@ -36,14 +36,19 @@ class SetResult:
     item_ids: list[str]
     aggregates: dict[str, float | None] = field(default_factory=dict)
     per_item: dict[str, list[Any]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # metric key -> why its values are missing
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "item_ids": self.item_ids, "aggregates": self.aggregates,
-                "per_item": self.per_item}
+        d = {"name": self.name, "item_ids": self.item_ids, "aggregates": self.aggregates,
+             "per_item": self.per_item}
+        if self.notes:
+            d["notes"] = self.notes
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> SetResult:
-        return cls(d["name"], list(d["item_ids"]), dict(d["aggregates"]), dict(d["per_item"]))
+        return cls(d["name"], list(d["item_ids"]), dict(d["aggregates"]), dict(d["per_item"]),
+                   dict(d.get("notes") or {}))
 
 
 class Task:

@@ -50,6 +50,8 @@ class RunSpec:
     as_is: bool = False  # use --model as the target even when it is a base alias
     reference: str | None = None  # retain-only reference: a run dir or a model
     prompt_style: str = "auto"
+    system_prompt: str | None = None  # chat styles: the system turn (bench.prompts)
+    train_limit: int | None = None  # the method sees the first N forget / retain items only
     cache: bool = True
     overwrite: bool = False
     save_model: bool = False
@@ -117,14 +119,17 @@ def finetune_settings(alias: Any) -> dict[str, Any]:
 def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prepared:
     """Build (or reuse) the target and retain-only models of ``task`` from base ``spec.model``,
     and their reference evaluations (ordinary ``method none`` runs, cached)."""
-    from bench import models
+    from bench import checks, models
     from bench.provenance import dir_fingerprint
 
+    checks.check_backend_available(spec.backend)  # the reference runs need it: fail before training
     base_path, alias = models.resolve(spec.model, data, task.family)
     ft = finetune_settings(alias)
     base_fp = dir_fingerprint(base_path)[:10]
     root = cache_dir() / "prepared" / task.family / f"{_slug(spec.model)}-{base_fp}"
-    ft_key = json.dumps(ft, sort_keys=True)
+    prompt_key = {k: v for k, v in (("prompt_style", spec.prompt_style), ("system_prompt", spec.system_prompt))
+                  if v not in (None, "auto")}  # empty for the defaults: cache keys unchanged
+    ft_key = json.dumps({**ft, **prompt_key}, sort_keys=True)
 
     def build(split: str, items: list[Item]) -> Path:
         from bench.provenance import spec_hash
@@ -139,7 +144,8 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
             from bench.training import finetune
 
             t0 = time.time()
-            bundle = models.load_bundle(base_path, prompt_style=spec.prompt_style, name=spec.model)
+            bundle = models.load_bundle(base_path, prompt_style=spec.prompt_style,
+                                        system_prompt=spec.system_prompt, name=spec.model)
             _seed_all(spec.seed)
             finetune(bundle, items, seed=spec.seed, desc=f"prepare {split} ({len(items)} QA)", **ft)
             models.save_bundle(bundle, tmp)
@@ -158,7 +164,7 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
     ref_common = dict(task=spec.task, data_dir=spec.data_dir, backend=spec.backend,
                       backend_options=spec.backend_options, seed=spec.seed, limit=spec.limit,
                       out=str(cache_dir() / "runs"), as_is=True, cache=spec.cache,
-                      prompt_style=spec.prompt_style)
+                      prompt_style=spec.prompt_style, system_prompt=spec.system_prompt)
     retain_run = run(RunSpec(method="none", model=str(retain_dir), **ref_common), log=log, _data=(task, data))
     target_run = run(RunSpec(method="none", model=str(target_dir), reference=str(retain_run), **ref_common),
                      log=log, _data=(task, data))
@@ -192,19 +198,24 @@ def _resolve_reference(spec: RunSpec, task: Task, data: TaskData, log: Log) -> P
     return run(RunSpec(task=spec.task, method="none", model=spec.reference, data_dir=spec.data_dir,
                        backend=spec.backend, backend_options=spec.backend_options, seed=spec.seed,
                        limit=spec.limit, out=str(cache_dir() / "runs"), as_is=True, cache=spec.cache,
-                       prompt_style=spec.prompt_style), log=log, _data=(task, data))
+                       prompt_style=spec.prompt_style, system_prompt=spec.system_prompt),
+               log=log, _data=(task, data))
 
 
 def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = None) -> Path:
     """Execute ``spec``; returns the run directory (with results.json and samples.jsonl)."""
-    from bench import models
+    from bench import checks, models
     from bench.adapters import effective_options, method_options, parse_options, resolve_method
     from bench.provenance import dir_fingerprint, spec_hash, versions
 
     t_start = time.time()
     timings: dict[str, float] = {}
     # validate everything cheap before any expensive step (building/preparing models)
+    checks.check_seed(spec.seed)
+    checks.check_limit(spec.train_limit, "--train-limit")
+    checks.check_out_dir(spec.out)
     task, data = _data if _data is not None else load_task(spec)
+    checks.check_task_data(data)
     method_name, method_fn = resolve_method(spec.method)
     backend_name = spec.backend
     if backend_name == "auto":
@@ -213,6 +224,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         backend_name, why = choose_backend(data.eval_sets)
         log(f"run: backend auto -> {backend_name} ({why})")
     backend_cls = BACKENDS.get(backend_name)  # unknown name: one line with close matches
+    checks.check_backend_available(backend_name, backend_cls)  # before any model is prepared
     parse_options(backend_cls.__init__, spec.backend_options, backend_name, kind="backend", positional=2)
     alias = models.ALIASES.get(spec.model)
     accepted = method_options(method_fn)
@@ -225,6 +237,8 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         method_fn, {**overrides, **parse_options(method_fn, dict(spec.options), method_name)}, method_name
     )
     path = None if alias is not None else models.resolve(spec.model)[0]
+    if spec.reference is not None and not (Path(spec.reference).expanduser() / "results.json").exists():
+        models.resolve(spec.reference)  # a reference model: checked now, evaluated later
 
     # model: a base alias is prepared first (target = its fine-tuned "full" model)
     prepared: Prepared | None = None
@@ -244,6 +258,9 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         "limit": spec.limit, "data": data.files, "prompt_style": spec.prompt_style,
         "reference_run": str(reference_run) if reference_run else None,
     }
+    # recorded (and hashed) only when set, so that the default runs keep their directories
+    resolved.update({k: v for k, v in (("system_prompt", spec.system_prompt),
+                                       ("train_limit", spec.train_limit)) if v is not None})
     h = spec_hash(resolved)[:10]
     run_dir = Path(spec.out) / f"{_slug(spec.task)}__{_slug(method_name)}__{_slug(spec.model)}__{h}"
     if (run_dir / "results.json").exists() and not spec.overwrite:
@@ -256,19 +273,22 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     t0 = time.time()
     ckpt = run_dir / ".partial" / "model"
     if method_name == "none":
-        bundle = models.load_bundle(target, prompt_style=spec.prompt_style, name=spec.model)
+        bundle = models.load_bundle(target, prompt_style=spec.prompt_style,
+                                    system_prompt=spec.system_prompt, name=spec.model)
     elif ckpt.exists():
         log(f"run: resuming from the unlearned checkpoint {ckpt}")
         bundle = models.load_bundle(ckpt, name=spec.model)
     else:
-        bundle = models.load_bundle(target, prompt_style=spec.prompt_style, name=spec.model)
+        bundle = models.load_bundle(target, prompt_style=spec.prompt_style,
+                                    system_prompt=spec.system_prompt, name=spec.model)
         _seed_all(spec.seed)
         kwargs = dict(options)
         if "ctx" in inspect.signature(method_fn).parameters:
             kwargs["ctx"] = MethodContext(spec.task, spec.seed, data, list(data.extras.get("refusals", [])))
         log(f"run: unlearning with {method_name} {options}")
-        out = method_fn(bundle, data.forget, data.retain, **kwargs)
-        bundle = out if out is not None and hasattr(out, "module") else bundle
+        forget, retain = (checks.cap_split(s, spec.train_limit) for s in (data.forget, data.retain))
+        bundle = checks.call_method(method_fn, bundle, forget, retain, kwargs, method_name,
+                                    log_path=run_dir / "run.log")
         with atomic_dir(ckpt) as tmp:
             models.save_bundle(bundle, tmp)
     timings["unlearn_s"] = round(time.time() - t0, 3)

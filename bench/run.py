@@ -184,7 +184,7 @@ def _read_sets(run_dir: Path, prompt: dict[str, Any] | None = None) -> dict[str,
     if prompt is not None and ref_prompt is not None and ref_prompt != prompt:
         diff = sorted(k for k in prompt if prompt.get(k) != ref_prompt.get(k))
         raise BenchError(f"reference '{run_dir}' was evaluated with another prompt config "
-                         f"(differs in: {', '.join(diff)}); rerun it with the same --prompt-style")
+                         f"(differs in: {', '.join(diff)}); rerun it with the same --prompt-style / --system-prompt")
     return {name: SetResult.from_dict(d) for name, d in res["sets"].items()}
 
 

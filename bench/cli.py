@@ -82,6 +82,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="system turn of a chat-style prompt (recorded); e.g. 'You are a helpful assistant.' "
                    "as open-unlearning's TOFU configs")
     p.add_argument("--no-cache", action="store_true", help="bypass the request cache")
+    p.add_argument("--task-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="task option, e.g. targets=1_Stephen_King (bench list tasks shows them)")
+    p.add_argument("--step-reference", default="previous", choices=["previous", "initial"],
+                   help="multi-step tasks: a method's reference model is the previous step's "
+                   "model (default, closer-look's) or the initial one")
 
 
 def _backend_options(pairs: list[str]) -> dict:
@@ -138,7 +143,8 @@ def _spec(args: argparse.Namespace, method: str = "none"):
     return RunSpec(
         task=args.task, method=method, model=args.model, data_dir=args.data_dir, backend=args.backend,
         backend_options=_backend_options(args.backend_set), seed=args.seed, limit=args.limit,
-        options=_kv(getattr(args, "set", [])), out=args.out, as_is=getattr(args, "as_is", False),
+        options=_kv(getattr(args, "set", [])), task_options=_kv(args.task_set),
+        step_reference=args.step_reference, out=args.out, as_is=getattr(args, "as_is", False),
         reference=getattr(args, "reference", None), prompt_style=args.prompt_style,
         system_prompt=args.system_prompt, train_limit=args.train_limit,
         cache=not args.no_cache, overwrite=getattr(args, "overwrite", False),
@@ -146,19 +152,26 @@ def _spec(args: argparse.Namespace, method: str = "none"):
     )
 
 
+SUMMARY_LABELS = {"forget_rouge_l": "forget ROUGE-L", "retain_rouge_l": "retain ROUGE-L",
+                  "forget_truth_ratio": "forget truth ratio", "forget_extraction_strength": "forget ES"}
+
+
 def _print_summary(run_dir: Path) -> None:
-    from bench.report import _fmt, load_results, write_report
+    from bench.report import _fmt, columns, load_results, write_report
 
     res = load_results(run_dir)
     agg = res["aggregates"]
     print()
     print(f"task {res['task']}  method {res['method']}  model {res['model']}")
-    for key, label in [("model_utility", "model utility"), ("forget_quality", "forget quality"),
-                       ("log10_forget_quality", "log10 forget quality"), ("forget_rouge_l", "forget ROUGE-L"),
-                       ("retain_rouge_l", "retain ROUGE-L")]:
-        print(f"  {label:<22} {_fmt(agg.get(key))}")
-    if agg.get("forget_quality") is None:
-        print("  (forget quality needs a retain-only reference: bench prepare, or --reference RUN_DIR|MODEL)")
+    steps = res.get("steps") or []
+    if len(steps) > 1:
+        for row in steps:
+            print(f"  step {row['step']:<12} " + "  ".join(
+                f"{k}={_fmt(row['aggregates'].get(k))}" for k, _ in columns([res])[:4]))
+    for key, _ in columns([res]):
+        print(f"  {SUMMARY_LABELS.get(key, key.replace('_', ' ')):<26} {_fmt(agg.get(key))}")
+    for key, note in (res.get("derived_notes") or {}).items():
+        print(f"  ({key}: {note})")
     _, md, png = write_report([run_dir], run_dir / "report")
     print(f"results: {run_dir / 'results.json'}")
     print(f"report:  {md}  (plot {png})")
@@ -209,6 +222,15 @@ def _list(what: str) -> None:
            "backends": registry.BACKENDS}[what]
     for e in reg.entries():
         print(f"{e.name:<24} {e.description}")
+        if what == "tasks":
+            from bench.adapters import method_options, type_name
+
+            opts = method_options(e.obj.__init__, positional=1)
+            if getattr(e.obj, "sizes", ""):
+                print(" " * 25 + "splits: " + e.obj.sizes)
+            if opts:
+                print(" " * 25 + "options: " + ", ".join(
+                    f"{k}: {type_name(t)} = {d!r}" for k, (t, d) in opts.items()))
         if what == "methods":
             from bench.adapters import method_options, type_name
 

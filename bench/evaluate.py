@@ -1,14 +1,22 @@
-"""Evaluation: eval sets → requests → one answering pass → per-item metric values.
+"""Evaluation: eval sets → requests → one answering pass → per-set scoring.
 
-Metrics never call the model. Every metric of every eval set declares its requests; all
-requests of a run go to the answering layer in one call (so identical requests across
-metrics and sets are computed once and the backend can batch across sets); responses
-are then handed back to each metric to score.
+Metrics never call the model. Three stages, each a function a newcomer can read alone:
+
+1. :func:`plan` — every metric of every eval set declares its requests (through the
+   set's :class:`EvalContext`: format, stop strings, generation budget);
+2. :func:`answer` — all requests of a run go to the answering layer in one call, so
+   identical requests across metrics and sets are computed once and the backend batches
+   across sets;
+3. :func:`score` — after the backend is closed (its memory is free for model-based
+   scorers), each metric scores a whole set at once (:meth:`Metric.score_set`) and
+   aggregates it.
+
+Derived metrics (the task's graph nodes) come after, in :mod:`bench.graph`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,15 +25,20 @@ from bench.items import EvalSet
 from bench.metrics.base import EvalContext, Metric
 from bench.model_bundle import ModelBundle
 from bench.registry import METRICS
-from bench.requests import GenerateResponse, Request
+from bench.requests import GenerateResponse, Request, Response
 from bench.task import SetResult
 
 
 def build_metric(name: str, options: dict[str, Any]) -> Metric:
     cls = METRICS.get(name)
     if getattr(cls, "kind", "item") == "derived" or not isinstance(cls, type):
-        raise ValueError(f"metric '{name}' is derived: it is computed by the task's aggregates")
+        raise ValueError(f"metric '{name}' is derived: declare it as a graph node (bench.graph.Derived)")
     return cls(**dict(options))
+
+
+def context_for(bundle: ModelBundle, es: EvalSet) -> EvalContext:
+    """The :class:`EvalContext` of eval set ``es`` for ``bundle``."""
+    return EvalContext(bundle.prompt, bundle.tokenizer, es.max_new_tokens, tuple(es.stop), es.format)
 
 
 @dataclass
@@ -40,12 +53,19 @@ class Plan:
     sets: list[tuple[EvalSet, EvalContext, list[tuple[str, Metric]], list[list[list[int]]]]] = field(
         default_factory=list)
 
+    def tokens_hint(self) -> dict[str, int]:
+        """Request counts per kind (for progress lines)."""
+        out: dict[str, int] = {}
+        for r in self.requests:
+            out[r.kind] = out.get(r.kind, 0) + 1
+        return out
+
 
 def plan(bundle: ModelBundle, eval_sets: Sequence[EvalSet]) -> Plan:
     """Build every metric's requests for ``eval_sets`` (see :class:`Plan`)."""
     out = Plan()
     for es in eval_sets:
-        ctx = EvalContext(bundle.prompt, bundle.tokenizer, es.max_new_tokens)
+        ctx = context_for(bundle, es)
         metrics = [(spec.result_key, build_metric(spec.name, dict(spec.options))) for spec in es.metrics]
         slots: list[list[list[int]]] = []
         for item in es.items:
@@ -60,34 +80,51 @@ def plan(bundle: ModelBundle, eval_sets: Sequence[EvalSet]) -> Plan:
     return out
 
 
-def evaluate(bundle: ModelBundle, eval_sets: Sequence[EvalSet], layer: AnsweringLayer,
-             ) -> tuple[dict[str, SetResult], list[dict[str, Any]]]:
-    """Evaluate ``bundle`` on ``eval_sets``; returns per-set results and per-item samples."""
-    p = plan(bundle, eval_sets)
-    responses = layer.answer(p.requests)
+def answer(p: Plan, layer: AnsweringLayer) -> list[Response]:
+    """The responses to every request of ``p`` (deduped, cached), in request order."""
+    return layer.answer(p.requests)
 
+
+def score(p: Plan, responses: Sequence[Response], log: Callable[[str], None] | None = None,
+          ) -> tuple[dict[str, SetResult], list[dict[str, Any]]]:
+    """Per-set results and per-item samples from the answered plan.
+
+    Each metric scores its whole set at once (:meth:`Metric.score_set`), then aggregates.
+    """
     results: dict[str, SetResult] = {}
     samples: list[dict[str, Any]] = []
     for es, ctx, metrics, slots in p.sets:
         res = SetResult(es.name, [it.id for it in es.items])
-        for key, _ in metrics:
-            res.per_item[key] = []
+        set_samples = []
         for item, per_metric in zip(es.items, slots):
-            sample: dict[str, Any] = {
+            generation = None
+            for idx in per_metric:
+                for i in idx:
+                    if isinstance(responses[i], GenerateResponse) and generation is None:
+                        generation = responses[i].text
+            set_samples.append({
                 "set": es.name, "id": item.id, "prompt": ctx.prompt_for(item),
-                "question": item.question, "reference": item.answer, "generation": None,
+                "question": item.question, "reference": item.answer, "generation": generation,
                 "metrics": {},
-            }
-            for (key, metric), idx in zip(metrics, per_metric):
-                resp = [responses[i] for i in idx]
-                value = metric.score(item, resp, ctx)
-                res.per_item[key].append(value)
-                sample["metrics"][key] = value
-                for r in resp:
-                    if isinstance(r, GenerateResponse) and sample["generation"] is None:
-                        sample["generation"] = r.text
-            samples.append(sample)
-        for key, metric in metrics:
-            res.aggregates[key] = metric.aggregate(res.per_item[key])
+            })
+        for m, (key, metric) in enumerate(metrics):
+            per_item_responses = [[responses[i] for i in per_metric[m]] for per_metric in slots]
+            values = list(metric.score_set(es.items, per_item_responses, ctx))
+            if len(values) != len(es.items):
+                raise RuntimeError(f"metric '{key}' on set '{es.name}' returned {len(values)} "
+                                   f"values for {len(es.items)} items")
+            res.per_item[key] = values
+            for sample, v in zip(set_samples, values):
+                sample["metrics"][key] = v
+            res.aggregates[key] = metric.aggregate(values)
+        samples.extend(set_samples)
         results[es.name] = res
     return results, samples
+
+
+def evaluate(bundle: ModelBundle, eval_sets: Sequence[EvalSet], layer: AnsweringLayer,
+             ) -> tuple[dict[str, SetResult], list[dict[str, Any]]]:
+    """Plan, answer and score ``eval_sets`` for ``bundle`` (the backend stays open; the run
+    pipeline closes it between answering and scoring)."""
+    p = plan(bundle, eval_sets)
+    return score(p, answer(p, layer))

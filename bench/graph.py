@@ -179,3 +179,14 @@ def compute(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str
         else:
             values[node.result_key] = out
     return values, notes
+
+
+def aggregates(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A run's headline numbers: every node's outputs (in node order), then every set
+    aggregate as ``<set>_<metric key>``; and the notes of missing node outputs."""
+    values, notes = compute(nodes, runs)
+    out = dict(values)
+    for set_name, res in runs["self"].sets.items():
+        for key, value in res.aggregates.items():
+            out.setdefault(f"{set_name}_{key}", value)
+    return out, notes

@@ -132,3 +132,25 @@ def from_tokenizer(tokenizer: Any, style: str = "auto", system_prompt: str | Non
     suffix = full.split(marker, 1)[1]
     return PromptConfig(style=style, system_prompt=system_prompt, template="", answer_prefix="",
                         eos=eos, chat_suffix=suffix)
+
+
+def default_bos(tokenizer: Any) -> str:
+    """The text of the special tokens ``tokenizer`` puts before a text by default
+    (``add_special_tokens=True``): Llama's ``<s>``, nothing for GPT-2 or SmolLM2. This is
+    "BOS where the model uses one" for the raw and document formats."""
+    if tokenizer is None:
+        return ""
+    cached = getattr(tokenizer, "_bench_default_bos", None)
+    if cached is not None:
+        return cached
+    with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    k = len(with_special) - len(plain)
+    text = ""
+    if k > 0 and with_special[k:] == plain:
+        text = tokenizer.decode(with_special[:k], skip_special_tokens=False)
+    try:
+        tokenizer._bench_default_bos = text
+    except AttributeError:  # pragma: no cover - tokenizers that refuse attributes
+        pass
+    return text

@@ -47,11 +47,27 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+LABELS = dict(COLUMNS)
+
+
+def columns(results: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The table's columns: the headline keys the runs' tasks declare (``results.json``
+    ``headline``, in first-seen order), else TOFU's."""
+    keys: list[str] = []
+    for res in results:
+        for k in res.get("headline") or []:
+            if k not in keys:
+                keys.append(k)
+    if not keys:
+        return list(COLUMNS)
+    return [(k, LABELS.get(k, k)) for k in keys]
+
+
 def _row(res: dict[str, Any], label: str | None = None) -> dict[str, Any]:
     agg = res.get("aggregates", {})
-    row = {"run": label or f"{res['task']} / {res['method']} / {res['model']}"}
-    for key, _ in COLUMNS:
-        row[key] = agg.get(key)
+    row = {"run": label or f"{res['task']} / {res['method']} / {res['model']}",
+           "headline": list(res.get("headline") or []), "frontier": res.get("frontier")}
+    row.update(agg)
     return row
 
 
@@ -78,8 +94,9 @@ def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> li
 
 
 def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
-    heads = ["run"] + [h for _, h in COLUMNS]
-    body = [[r["run"]] + [_fmt(r[k]) for k, _ in COLUMNS] for r in rows]
+    cols = columns([{"headline": r.get("headline")} for r in rows])
+    heads = ["run"] + [h for _, h in cols]
+    body = [[r["run"]] + [_fmt(r.get(k)) for k, _ in cols] for r in rows]
     if markdown:
         lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
         lines += ["| " + " | ".join(b) + " |" for b in body]
@@ -90,8 +107,13 @@ def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
 
 
 def efficacy_axis(rows: list[dict[str, Any]]) -> tuple[str, str]:
-    """The one y metric for all rows: log10 forget quality when any row has it, else
-    1 − forget ROUGE-L (never a mix of the two scales)."""
+    """The one y metric for all rows: the task's declared frontier efficacy key when the
+    runs declare one other than TOFU's; for TOFU-style tasks log10 forget quality when any
+    row has it, else 1 − forget ROUGE-L (never a mix of the two scales)."""
+    declared = {(f or {}).get("efficacy") for r in rows if (f := r.get("frontier"))} - {None, ""}
+    if len(declared) == 1 and (key := next(iter(declared))) not in ("log10_forget_quality",):
+        hib = next((r["frontier"].get("efficacy_higher_is_better", True) for r in rows if r.get("frontier")), True)
+        return key, f"forget efficacy: {key} ({'higher' if hib else 'lower'} is better)"
     if any(r.get("log10_forget_quality") is not None for r in rows):
         return "log10_forget_quality", "forget efficacy: log10 forget quality (higher is better)"
     return "forget_rouge_l", "forget efficacy: 1 − forget ROUGE-L (higher is better)"
@@ -104,8 +126,16 @@ def efficacy(row: dict[str, Any], key: str) -> float | None:
         if row.get(key) is None and row.get("kind") == "retain":
             return 0.0
         return row.get(key)
-    v = row.get("forget_rouge_l")
-    return None if v is None else 1 - v
+    if key == "forget_rouge_l":
+        v = row.get("forget_rouge_l")
+        return None if v is None else 1 - v
+    return row.get(key)
+
+
+def utility_key(rows: list[dict[str, Any]]) -> str:
+    """The x metric: the task's declared frontier utility key (default model utility)."""
+    declared = {(f or {}).get("utility") for r in rows if (f := r.get("frontier"))} - {None, ""}
+    return next(iter(declared)) if len(declared) == 1 else "model_utility"
 
 
 def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
@@ -118,12 +148,13 @@ def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
     key, ylabel = efficacy_axis(rows)
     style = {"run": dict(marker="o", s=60), "retain": dict(marker="*", s=220, c="tab:green"),
              "target": dict(marker="X", s=120, c="tab:red")}
+    ukey = utility_key(rows)
     for r in rows:
-        y, x = efficacy(r, key), r.get("model_utility")
+        y, x = efficacy(r, key), r.get(ukey)
         if x is None or y is None:
             continue
         ax.scatter([x], [y], label=r["run"], **style.get(r["kind"], style["run"]))
-    ax.set_xlabel("model utility (higher is better)")
+    ax.set_xlabel(f"{ukey.replace('_', ' ')} (higher is better)")
     ax.set_ylabel(ylabel)
     ax.set_title("Forget efficacy vs model utility")
     ax.grid(alpha=0.3)

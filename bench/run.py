@@ -1,12 +1,27 @@
-"""Run orchestration: spec → (prepared models) → unlearn → evaluate → results files.
+"""Run orchestration, one named stage after another (:func:`run` reads top to bottom):
 
-One direction of flow (see DESIGN.md). A run directory's name is derived from the
-run's spec hash; its outputs are written atomically, and a run is resumable:
+    plan     check everything cheap: task + task options, data, method + options, backend
+             + options, the model's path (:func:`plan_run`; nothing is built yet)
+    models   prepare a base alias (target and retain-only models, cached), resolve the
+             reference runs (:func:`resolve_models`)
+    for each step of the task (one for most tasks; continual / sustainability have many):
+      unlearn  the method on this step's forget / retain splits, from the previous step's
+               model (:func:`unlearn_step`; checkpointed)
+      answer   every request of the step's eval sets, through the dedupe + cache layer; the
+               backend is closed afterwards (:func:`answer_step`)
+      score    item metrics per set, then the task's derived nodes over this run and its
+               references (:func:`score_step`)
+      write    the step's results, atomically (``<run>/steps/<k>.json``)
+    write    ``results.json`` (one row per step) + ``samples.jsonl`` (:func:`write_results`)
+
+A run directory's name is derived from the run's spec hash; its outputs are written
+atomically, and a run is resumable:
 
 * prepared models (target and retain-only) and reference runs are cached by content
   (``$BENCH_CACHE``) and reused, never silently recomputed;
-* the unlearned model is checkpointed to ``<run>/.partial/model`` before evaluation, so a
-  run killed during evaluation does not unlearn again;
+* each step's unlearned model is checkpointed to ``<run>/.partial/step-<k>/model`` before
+  evaluation, and each finished step's results to ``<run>/steps/<k>.json``: a killed run
+  resumes at the first unfinished step, from the last finished step's model;
 * answers are stored in the request cache as they are computed, so a rerun reads the
   finished ones instead of recomputing them;
 * a finished run (``results.json`` present) is skipped unless ``overwrite``.
@@ -25,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.items import Item, TaskData
+from bench.items import Item, Step, TaskData
 from bench.paths import atomic_dir, atomic_write_json, atomic_write_text, cache_dir, cached_dir
 from bench.registry import BACKENDS, TASKS
 from bench.task import SetResult, Task
@@ -46,6 +61,8 @@ class RunSpec:
     seed: int = 0
     limit: int | None = None
     options: dict[str, str] = field(default_factory=dict)  # --set key=value (raw strings)
+    task_options: dict[str, str] = field(default_factory=dict)  # --task-set key=value
+    step_reference: str = "previous"  # multi-step: a method's reference is the initial or previous model
     out: str = "reports/runs"
     as_is: bool = False  # use --model as the target even when it is a base alias
     reference: str | None = None  # retain-only reference: a run dir or a model
@@ -69,6 +86,10 @@ class MethodContext:
     data: TaskData
     refusals: list[str] = field(default_factory=list)
     original_model: str | None = None  # θ0 for task-vector style methods, when known
+    step: int = 0  # index of the step being unlearned (multi-step tasks), from 0
+    steps: int = 1  # number of steps of the task
+    step_reference: str = "previous"  # "initial" | "previous": what a reference model means
+    initial_model: str | None = None  # the target model before any step (a directory)
 
 
 @dataclass
@@ -99,8 +120,17 @@ def _slug(text: str) -> str:
     return keep.strip("-")[-40:] or "model"
 
 
+def build_task(name: str, raw_options: dict[str, str]) -> Task:
+    """Task ``name`` built with its ``--task-set`` options, typed and checked like ``--set``."""
+    from bench.adapters import parse_options
+
+    cls = TASKS.get(name)
+    opts = parse_options(cls.__init__, raw_options, name, kind="task", positional=1)
+    return cls(**opts)
+
+
 def load_task(spec: RunSpec) -> tuple[Task, TaskData]:
-    task = TASKS.get(spec.task)()
+    task = build_task(spec.task, dict(spec.task_options))
     data_dir = Path(spec.data_dir).expanduser() if spec.data_dir else None
     if data_dir is not None and not data_dir.exists():
         raise BenchError(f"data directory '{spec.data_dir}' does not exist")
@@ -161,61 +191,62 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
     replay = models.general_knowledge(data) if alias is not None and alias.replay_general_knowledge else []
     target_dir = build("full", data.full + replay)
     retain_dir = build(task.reference_key or "retain", data.retain + replay)
-    ref_common = dict(task=spec.task, data_dir=spec.data_dir, backend=spec.backend,
-                      backend_options=spec.backend_options, seed=spec.seed, limit=spec.limit,
-                      out=str(cache_dir() / "runs"), as_is=True, cache=spec.cache,
-                      prompt_style=spec.prompt_style, system_prompt=spec.system_prompt)
-    retain_run = run(RunSpec(method="none", model=str(retain_dir), **ref_common), log=log, _data=(task, data))
-    target_run = run(RunSpec(method="none", model=str(target_dir), reference=str(retain_run), **ref_common),
-                     log=log, _data=(task, data))
+    retain_run = reference_run(spec, str(retain_dir), task, data, log)
+    target_run = reference_run(spec, str(target_dir), task, data, log, reference=str(retain_run))
     return Prepared(target_dir, retain_dir, target_run, retain_run)
 
 
-# --------------------------------------------------------------------------- run
+def reference_run(spec: RunSpec, model: str, task: Task, data: TaskData, log: Log,
+                  reference: str | None = None) -> Path:
+    """Evaluate ``model`` as it is on ``spec``'s task (same data, task options, prompts,
+    backend and --limit): an ordinary cached ``method none`` run."""
+    from dataclasses import replace
 
-def _read_sets(run_dir: Path, prompt: dict[str, Any] | None = None) -> dict[str, SetResult]:
-    """The per-set results of reference run ``run_dir``; BenchError when its prompt config
-    differs from ``prompt`` (a reference must see exactly the same prompts)."""
-    p = run_dir / "results.json"
-    if not p.exists():
-        raise BenchError(f"reference '{run_dir}' has no results.json")
-    res = json.loads(p.read_text())
-    ref_prompt = res.get("config", {}).get("prompt")
-    if prompt is not None and ref_prompt is not None and ref_prompt != prompt:
-        diff = sorted(k for k in prompt if prompt.get(k) != ref_prompt.get(k))
-        raise BenchError(f"reference '{run_dir}' was evaluated with another prompt config "
-                         f"(differs in: {', '.join(diff)}); rerun it with the same --prompt-style / --system-prompt")
-    return {name: SetResult.from_dict(d) for name, d in res["sets"].items()}
+    ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"),
+                       as_is=True, reference=reference, overwrite=False, save_model=False,
+                       train_limit=None)
+    return run(ref_spec, log=log, _data=(task, data))
 
 
-def _resolve_reference(spec: RunSpec, task: Task, data: TaskData, log: Log) -> Path | None:
-    if spec.reference is None:
-        return None
-    ref = Path(spec.reference).expanduser()
-    if (ref / "results.json").exists():
-        return ref
-    # a model: evaluate it as it is (a cached reference run)
-    return run(RunSpec(task=spec.task, method="none", model=spec.reference, data_dir=spec.data_dir,
-                       backend=spec.backend, backend_options=spec.backend_options, seed=spec.seed,
-                       limit=spec.limit, out=str(cache_dir() / "runs"), as_is=True, cache=spec.cache,
-                       prompt_style=spec.prompt_style, system_prompt=spec.system_prompt),
-               log=log, _data=(task, data))
+# --------------------------------------------------------------------------- stages
 
 
-def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = None) -> Path:
-    """Execute ``spec``; returns the run directory (with results.json and samples.jsonl)."""
+@dataclass
+class RunPlan:
+    """What :func:`plan_run` checked and resolved, before any model is built."""
+
+    spec: RunSpec
+    task: Task
+    data: TaskData
+    method_name: str
+    method_fn: Callable[..., Any]
+    options: dict[str, Any]
+    backend_name: str
+    alias: Any
+    model_path: Path | str | None
+    steps: list[Step]
+
+
+@dataclass
+class Models:
+    """The target model and the reference runs of a run."""
+
+    target: Path | str
+    prepared: Prepared | None
+    references: dict[str, Path]  # role -> run directory ("retain", "target")
+
+
+def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None) -> RunPlan:
+    """Stage 1: validate everything cheap before any expensive step."""
     from bench import checks, models
     from bench.adapters import effective_options, method_options, parse_options, resolve_method
-    from bench.provenance import dir_fingerprint, spec_hash, versions
 
-    t_start = time.time()
-    timings: dict[str, float] = {}
-    # validate everything cheap before any expensive step (building/preparing models)
+    if spec.step_reference not in ("initial", "previous"):
+        raise BenchError(f"step_reference must be 'initial' or 'previous', got {spec.step_reference!r}")
     checks.check_seed(spec.seed)
     checks.check_limit(spec.train_limit, "--train-limit")
     checks.check_out_dir(spec.out)
     task, data = _data if _data is not None else load_task(spec)
-    checks.check_task_data(data)
     method_name, method_fn = resolve_method(spec.method)
     backend_name = spec.backend
     if backend_name == "auto":
@@ -239,116 +270,322 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     path = None if alias is not None else models.resolve(spec.model)[0]
     if spec.reference is not None and not (Path(spec.reference).expanduser() / "results.json").exists():
         models.resolve(spec.reference)  # a reference model: checked now, evaluated later
+    steps = data.all_steps()
+    checks.check_task_data(data)  # every step: eval sets and forget split not empty
+    return RunPlan(spec, task, data, method_name, method_fn, options, backend_name, alias, path, steps)
 
-    # model: a base alias is prepared first (target = its fine-tuned "full" model)
+
+def resolve_models(rp: RunPlan, log: Log) -> Models:
+    """Stage 2: the target model (a base alias is prepared first: target = its fine-tuned
+    "full" model) and the reference runs (retain-only, target)."""
+    from bench import models
+
+    spec = rp.spec
     prepared: Prepared | None = None
-    if alias is not None and not spec.as_is:
-        prepared = prepare(spec, task, data, log)
-        target = prepared.target_dir
+    if rp.alias is not None and not spec.as_is:
+        prepared = prepare(spec, rp.task, rp.data, log)
+        target: Path | str = prepared.target_dir
     else:
-        target = path if path is not None else models.resolve(spec.model, data, task.family)[0]
-    timings["prepare_s"] = round(time.time() - t_start, 3)
+        target = rp.model_path if rp.model_path is not None else models.resolve(
+            spec.model, rp.data, rp.task.family)[0]
+    refs: dict[str, Path] = {}
+    retain = prepared.retain_run if prepared else _resolve_reference(spec, rp.task, rp.data, log)
+    if retain is not None:
+        refs["retain"] = retain
+    if prepared is not None:
+        refs["target"] = prepared.target_run
+    return Models(target, prepared, refs)
 
-    reference_run = prepared.retain_run if prepared else _resolve_reference(spec, task, data, log)
+
+def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log,
+                 initial: Path | str | None = None) -> tuple[Any, Path | None]:
+    """Stage 3 (per step): the model after step ``k``'s unlearning, from model ``start``
+    (``initial``: the target before any step, for methods whose reference is it).
+
+    Returns ``(bundle, checkpoint dir or None)``. A checkpoint of a killed run is reused.
+    """
+    from bench import checks, models
+
+    spec, step = rp.spec, rp.steps[k]
+    ckpt = run_dir / ".partial" / f"step-{k}" / "model"
+    if rp.method_name == "none":
+        return models.load_bundle(start, prompt_style=spec.prompt_style, system_prompt=spec.system_prompt,
+                                  name=spec.model), None
+    if ckpt.exists():
+        log(f"run: resuming from the unlearned checkpoint {ckpt}")
+        return models.load_bundle(ckpt, name=spec.model), ckpt
+    bundle = models.load_bundle(start, prompt_style=spec.prompt_style, system_prompt=spec.system_prompt,
+                                name=spec.model)
+    _seed_all(spec.seed + k)
+    kwargs = dict(rp.options)
+    if "ctx" in inspect.signature(rp.method_fn).parameters:
+        kwargs["ctx"] = MethodContext(
+            spec.task, spec.seed, rp.data, list(rp.data.extras.get("refusals", [])),
+            step=k, steps=len(rp.steps), step_reference=spec.step_reference,
+            initial_model=str(initial) if initial is not None else None)
+    where = f" (step {k + 1}/{len(rp.steps)}: {step.name})" if len(rp.steps) > 1 else ""
+    log(f"run: unlearning with {rp.method_name} {rp.options}{where}")
+    forget, retain = (checks.cap_split(s, spec.train_limit) for s in (step.forget, step.retain))
+    bundle = checks.call_method(rp.method_fn, bundle, forget, retain, kwargs, rp.method_name,
+                                log_path=run_dir / "run.log")
+    with atomic_dir(ckpt) as tmp:
+        models.save_bundle(bundle, tmp)
+    return bundle, ckpt
+
+
+def answer_step(rp: RunPlan, bundle: Any, eval_sets: list[Any], log: Log) -> tuple[Any, list[Any], dict[str, Any]]:
+    """Stage 4 (per step): every request of the eval sets answered; the backend is closed
+    before returning (model-based scorers then have the memory)."""
+    from bench.backends.cache import AnsweringLayer
+    from bench.evaluate import answer, plan
+
+    spec = rp.spec
+    p = plan(bundle, eval_sets)
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(p.tokens_hint().items()))
+    log(f"evaluate: {len(p.requests)} requests over {len(eval_sets)} sets ({counts})")
+    backend = BACKENDS.get(rp.backend_name)(bundle, **spec.backend_options)
+    layer = AnsweringLayer(backend, bundle.fingerprint(), cache_dir() / "requests" if spec.cache else None)
+    info = {"backend_settings": backend.settings(), "engines": backend.engines()}
+    t0 = time.time()
+    try:
+        responses = answer(p, layer)
+    finally:
+        layer.close()
+    info["request_stats"] = layer.stats()
+    log(f"evaluate: answered in {time.time() - t0:.1f} s ({_stats_line(info['request_stats'])})")
+    return p, responses, info
+
+
+def _stats_line(stats: dict[str, Any]) -> str:
+    keys = [k for k in ("requests", "distinct", "cache_hits", "computed") if k in stats]
+    return ", ".join(f"{k} {stats[k]}" for k in keys) or "done"
+
+
+def score_step(rp: RunPlan, p: Any, responses: list[Any], references: dict[str, Any],
+               ) -> tuple[dict[str, SetResult], list[dict[str, Any]], dict[str, Any], dict[str, str]]:
+    """Stage 5 (per step): item metrics per set, then the task's derived nodes over this
+    step's results and the reference roles given (``{role: graph.Results}``)."""
+    from bench.evaluate import score
+    from bench.graph import Results, aggregates
+
+    sets, samples = score(p, responses)
+    agg, notes = aggregates(list(rp.data.derived), {"self": Results(sets), **references})
+    return sets, samples, agg, notes
+
+
+def _step_references(models_: Models, k: int, prompt: dict[str, Any], eval_sets: list[Any],
+                     previous: dict[str, Any] | None) -> dict[str, Any]:
+    from bench.graph import Results
+
+    out: dict[str, Any] = {}
+    for role, run_dir in models_.references.items():
+        step = read_step(run_dir, k, prompt, eval_sets)
+        if step is not None:
+            out[role] = step
+    if previous is not None:
+        out["previous"] = previous
+    return {r: v if isinstance(v, Results) else Results(*v) for r, v in out.items()}
+
+
+def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = None) -> Path:
+    """Execute ``spec``; returns the run directory (with results.json and samples.jsonl)."""
+    from bench.graph import Results
+    from bench.provenance import dir_fingerprint, spec_hash
+
+    t_start = time.time()
+    rp = plan_run(spec, log, _data)                                     # 1. plan
+    models_ = resolve_models(rp, log)                                   # 2. models
+    timings: dict[str, Any] = {"prepare_s": round(time.time() - t_start, 3)}
+    target = models_.target
 
     resolved = {
-        "task": spec.task, "method": method_name, "method_options": options,
-        "model": spec.model, "target": str(target), "target_fingerprint": dir_fingerprint(target),
-        "backend": backend_name, "backend_options": spec.backend_options, "seed": spec.seed,
-        "limit": spec.limit, "data": data.files, "prompt_style": spec.prompt_style,
-        "reference_run": str(reference_run) if reference_run else None,
+        "task": spec.task, "task_options": rp.task.options(), "method": rp.method_name,
+        "method_options": rp.options, "model": spec.model, "target": str(target),
+        "target_fingerprint": dir_fingerprint(target), "backend": rp.backend_name,
+        "backend_options": spec.backend_options, "seed": spec.seed, "limit": spec.limit,
+        "data": rp.data.files, "prompt_style": spec.prompt_style,
+        "reference_run": str(models_.references["retain"]) if "retain" in models_.references else None,
     }
+    if len(rp.steps) > 1:
+        resolved["step_reference"] = spec.step_reference
     # recorded (and hashed) only when set, so that the default runs keep their directories
     resolved.update({k: v for k, v in (("system_prompt", spec.system_prompt),
                                        ("train_limit", spec.train_limit)) if v is not None})
     h = spec_hash(resolved)[:10]
-    run_dir = Path(spec.out) / f"{_slug(spec.task)}__{_slug(method_name)}__{_slug(spec.model)}__{h}"
+    run_dir = Path(spec.out) / f"{_slug(spec.task)}__{_slug(rp.method_name)}__{_slug(spec.model)}__{h}"
     if (run_dir / "results.json").exists() and not spec.overwrite:
         log(f"run: already finished, skipped (use --overwrite to redo): {run_dir}")
         return run_dir
+    if spec.overwrite:
+        shutil.rmtree(run_dir / "steps", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "spec.json", {"spec": asdict(spec), "resolved": resolved})
 
-    # unlearn (or resume from the checkpoint of a killed run)
-    t0 = time.time()
-    ckpt = run_dir / ".partial" / "model"
-    if method_name == "none":
-        bundle = models.load_bundle(target, prompt_style=spec.prompt_style,
-                                    system_prompt=spec.system_prompt, name=spec.model)
-    elif ckpt.exists():
-        log(f"run: resuming from the unlearned checkpoint {ckpt}")
-        bundle = models.load_bundle(ckpt, name=spec.model)
-    else:
-        bundle = models.load_bundle(target, prompt_style=spec.prompt_style,
-                                    system_prompt=spec.system_prompt, name=spec.model)
-        _seed_all(spec.seed)
-        kwargs = dict(options)
-        if "ctx" in inspect.signature(method_fn).parameters:
-            kwargs["ctx"] = MethodContext(spec.task, spec.seed, data, list(data.extras.get("refusals", [])))
-        log(f"run: unlearning with {method_name} {options}")
-        forget, retain = (checks.cap_split(s, spec.train_limit) for s in (data.forget, data.retain))
-        bundle = checks.call_method(method_fn, bundle, forget, retain, kwargs, method_name,
-                                    log_path=run_dir / "run.log")
-        with atomic_dir(ckpt) as tmp:
-            models.save_bundle(bundle, tmp)
-    timings["unlearn_s"] = round(time.time() - t0, 3)
-
-    # evaluate
-    t0 = time.time()
-    from bench.backends.cache import AnsweringLayer
-    from bench.evaluate import evaluate
-
-    backend = BACKENDS.get(backend_name)(bundle, **spec.backend_options)
-    fingerprint = bundle.fingerprint()
-    layer = AnsweringLayer(backend, fingerprint, cache_dir() / "requests" if spec.cache else None)
-    backend_settings, engines = backend.settings(), backend.engines()
-    try:
-        sets, samples = evaluate(bundle, data.eval_sets, layer)
-    finally:
-        layer.close()
-    timings["evaluate_s"] = round(time.time() - t0, 3)
-
-    reference_sets = _read_sets(reference_run, bundle.prompt.to_dict()) if reference_run else None
-    aggregates = task.aggregates(sets, reference_sets)
+    rows: list[dict[str, Any]] = []
+    all_samples: list[dict[str, Any]] = []
+    previous: Results | None = None
+    start: Path | str = target
+    info: dict[str, Any] = {}
+    training: list[Any] = []
+    prompt: dict[str, Any] | None = None
+    for k, step in enumerate(rp.steps):
+        done = run_dir / "steps" / f"{k}.json"
+        if done.exists():
+            row = json.loads(done.read_text())
+            log(f"run: step {k + 1}/{len(rp.steps)} ({step.name}) already finished")
+            all_samples.extend(row.pop("_samples", []))
+            info = row.pop("_info", info)
+            prompt = row.pop("_prompt", prompt)
+            rows.append(row)
+            previous = Results({n: SetResult.from_dict(d) for n, d in row["sets"].items()}, row["aggregates"])
+            nxt = run_dir / ".partial" / f"step-{k}" / "model"
+            start = nxt if nxt.exists() else start
+            continue
+        t0 = time.time()
+        bundle, ckpt = unlearn_step(rp, k, start, run_dir, log, target)  # 3. unlearn
+        unlearn_s = round(time.time() - t0, 3)
+        training = list(bundle.provenance.get("training", []))
+        prompt = bundle.prompt.to_dict()
+        fingerprint = bundle.fingerprint()
+        t0 = time.time()
+        p, responses, info = answer_step(rp, bundle, step.eval_sets, log)  # 4. answer
+        del bundle
+        answer_s = round(time.time() - t0, 3)
+        t0 = time.time()
+        refs = _step_references(models_, k, prompt, step.eval_sets, previous)
+        sets, samples, agg, notes = score_step(rp, p, responses, refs)    # 5. score
+        for s in samples:
+            s["step"] = step.name
+        row = {
+            "step": step.name, "index": k, "aggregates": agg, "derived_notes": notes,
+            "sets": {n: v.to_dict() for n, v in sets.items()},
+            "eval_sets": {es.name: es.describe() for es in step.eval_sets},
+            "model_fingerprint": fingerprint, "training": training,
+            "timings": {"unlearn_s": unlearn_s, "answer_s": answer_s, "score_s": round(time.time() - t0, 3)},
+        }
+        atomic_write_json(done, {**row, "_samples": samples, "_info": info, "_prompt": prompt})  # 6. write step
+        rows.append(row)
+        all_samples.extend(samples)
+        previous = Results(sets, agg)
+        if k > 0:  # the previous step's model is no longer needed to resume
+            shutil.rmtree(run_dir / ".partial" / f"step-{k - 1}", ignore_errors=True)
+        if ckpt is not None:
+            start = ckpt
+    timings["unlearn_s"] = round(sum(r["timings"]["unlearn_s"] for r in rows), 3)
+    timings["evaluate_s"] = round(sum(r["timings"]["answer_s"] + r["timings"]["score_s"] for r in rows), 3)
     timings["total_s"] = round(time.time() - t_start, 3)
-
-    results = {
-        "run_dir": str(run_dir),
-        "task": spec.task,
-        "method": method_name,
-        "model": spec.model,
-        "aggregates": aggregates,
-        "sets": {k: v.to_dict() for k, v in sets.items()},
-        "config": {**resolved, "prompt": bundle.prompt.to_dict(),
-                   "backend_settings": backend_settings, "engines": engines},
-        "model_identity": {"fingerprint": fingerprint, "target": str(target),
-                           "target_fingerprint": resolved["target_fingerprint"]},
-        "references": {
-            "retain": str(reference_run) if reference_run else None,
-            "target": str(prepared.target_run) if prepared else None,
-        },
-        "request_stats": layer.stats(),
-        "versions": versions(),
-        "seed": spec.seed,
-        "timings": timings,
-        "metric_directions": _directions(data),
-    }
-    atomic_write_text(run_dir / "samples.jsonl",
-                      "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    atomic_write_json(run_dir / "results.json", results)
-    if spec.save_model and ckpt.exists():
+    write_results(rp, run_dir, resolved, models_, rows, all_samples, info, prompt or {}, timings)
+    last = run_dir / ".partial" / f"step-{len(rp.steps) - 1}" / "model"
+    if spec.save_model and last.exists():
         shutil.rmtree(run_dir / "model", ignore_errors=True)
-        ckpt.rename(run_dir / "model")
+        last.rename(run_dir / "model")
     shutil.rmtree(run_dir / ".partial", ignore_errors=True)
     log(f"run: wrote {run_dir / 'results.json'}")
     return run_dir
 
 
-def _directions(data: TaskData) -> dict[str, str]:
+def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_: Models,
+                  rows: list[dict[str, Any]], samples: list[dict[str, Any]], info: dict[str, Any],
+                  prompt: dict[str, Any], timings: dict[str, Any]) -> None:
+    """Stage 7: ``results.json`` (the last step's numbers at the top, one row per step under
+    ``steps``) and ``samples.jsonl``, atomically."""
+    from bench.provenance import versions
+
+    spec, last = rp.spec, rows[-1]
+    results = {
+        "run_dir": str(run_dir),
+        "task": spec.task,
+        "method": rp.method_name,
+        "model": spec.model,
+        "aggregates": last["aggregates"],
+        "derived_notes": last["derived_notes"],
+        "sets": last["sets"],
+        "steps": [{k: v for k, v in r.items() if k not in ("sets",)} for r in rows],
+        "headline": list(rp.task.headline),
+        "frontier": {"efficacy": rp.task.frontier[0], "utility": rp.task.frontier[1],
+                     "efficacy_higher_is_better": rp.task.efficacy_higher_is_better},
+        "config": {**resolved, "prompt": prompt,
+                   "backend_settings": info.get("backend_settings"), "engines": info.get("engines"),
+                   "eval_sets": last.get("eval_sets"), "metrics": _metric_config(rp.steps[-1].eval_sets),
+                   "derived": [n.describe() for n in rp.data.derived]},
+        "model_identity": {"fingerprint": last["model_fingerprint"], "target": str(models_.target),
+                           "target_fingerprint": resolved["target_fingerprint"]},
+        "references": {
+            "retain": str(models_.references["retain"]) if "retain" in models_.references else None,
+            "target": str(models_.references["target"]) if "target" in models_.references else None,
+        },
+        "training": last.get("training", []),
+        "request_stats": info.get("request_stats"),
+        "versions": versions(),
+        "seed": spec.seed,
+        "timings": timings,
+        "metric_directions": _directions(rp.steps[-1].eval_sets),
+    }
+    if len(rows) > 1:
+        results["sets_per_step"] = [r["sets"] for r in rows]
+    atomic_write_text(run_dir / "samples.jsonl",
+                      "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+    atomic_write_json(run_dir / "results.json", results)
+
+
+def read_step(run_dir: Path, k: int, prompt: dict[str, Any] | None = None,
+              eval_sets: list[Any] | None = None) -> Any:
+    """Step ``k``'s results of reference run ``run_dir`` as :class:`bench.graph.Results`
+    (``None`` when that run has fewer steps); BenchError when its prompt config or the
+    format of a shared eval set differs (a reference must see exactly the same requests)."""
+    from bench.graph import Results
+
+    p = run_dir / "results.json"
+    if not p.exists():
+        raise BenchError(f"reference '{run_dir}' has no results.json")
+    res = json.loads(p.read_text())
+    ref_prompt = res.get("config", {}).get("prompt")
+    if prompt is not None and ref_prompt is not None and ref_prompt != prompt:
+        diff = sorted(k for k in prompt if prompt.get(k) != ref_prompt.get(k))
+        raise BenchError(f"reference '{run_dir}' was evaluated with another prompt config "
+                         f"(differs in: {', '.join(diff)}); rerun it with the same --prompt-style / --system-prompt")
+    steps = res.get("steps") or [{"aggregates": res.get("aggregates", {})}]
+    if k >= len(steps):
+        return None
+    sets = res["sets_per_step"][k] if "sets_per_step" in res else res["sets"]
+    theirs = (steps[k].get("eval_sets") or res.get("config", {}).get("eval_sets") or {})
+    for es in eval_sets or []:
+        t = theirs.get(es.name)
+        if t is None:
+            continue
+        mine = es.describe()
+        diff = [f for f in ("format", "stop", "max_new_tokens") if t.get(f) != mine.get(f)]
+        if diff:
+            raise BenchError(f"reference '{run_dir}' evaluated set '{es.name}' with another "
+                             f"{', '.join(diff)}; rerun it with this task's settings")
+    return Results({name: SetResult.from_dict(d) for name, d in sets.items()}, steps[k].get("aggregates", {}))
+
+
+def _read_sets(run_dir: Path, prompt: dict[str, Any] | None = None) -> dict[str, SetResult]:
+    """The (last step's) per-set results of reference run ``run_dir`` (see :func:`read_step`)."""
+    got = read_step(run_dir, 0, prompt)
+    return dict(got.sets) if got is not None else {}
+
+
+def _resolve_reference(spec: RunSpec, task: Task, data: TaskData, log: Log) -> Path | None:
+    if spec.reference is None:
+        return None
+    ref = Path(spec.reference).expanduser()
+    if (ref / "results.json").exists():
+        return ref
+    return reference_run(spec, spec.reference, task, data, log)  # a model: evaluate it as it is
+
+
+def _metric_config(eval_sets: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    return {es.name: [{"name": m.name, "key": m.result_key, "options": dict(m.options)} for m in es.metrics]
+            for es in eval_sets}
+
+
+def _directions(eval_sets: list[Any]) -> dict[str, str]:
     from bench.evaluate import build_metric
 
     out = {}
-    for es in data.eval_sets:
+    for es in eval_sets:
         for m in es.metrics:
             hib = getattr(build_metric(m.name, dict(m.options)), "higher_is_better", None)
             out[f"{es.name}/{m.result_key}"] = {True: "higher = more knowledge",

@@ -56,6 +56,8 @@ class Task:
     reference_key: ClassVar[str] = ""
     # environment variable consulted when --data-dir is not given
     data_env: ClassVar[str] = "BENCH_DATA_DIR"
+    # split sizes as `bench list tasks` shows them (e.g. "forget 40, retain 3960; eval ...")
+    sizes: ClassVar[str] = ""
     headline: ClassVar[tuple[str, ...]] = ()
     frontier: ClassVar[tuple[str, str]] = ("", "")
     efficacy_higher_is_better: ClassVar[bool] = True

@@ -35,8 +35,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.errors import BenchError
-from bench.items import Item
+from bench.items import Item, split_format
 from bench.model_bundle import ModelBundle, tokenize_pair
+from bench.prompts import default_bos
 
 IGNORE = -100
 
@@ -88,14 +89,27 @@ def encode_pairs(bundle: ModelBundle, items: Sequence[Item], max_length: int) ->
     """``[{"input_ids", "labels"}]`` for ``items``: prompt tokens labelled -100, answer
     tokens labelled with their ids, truncated to ``max_length`` tokens.
 
+    The split's format (:func:`bench.items.split_format`) decides the text: ``"model"``
+    (default) goes through the model's prompt config; ``"raw"`` is BOS (where the model
+    uses one) + ``question`` as is, continuation ``answer`` verbatim; ``"document"`` texts
+    (``answer``) are cut into consecutive ``max_length`` windows (not truncated), every
+    token a label except a window's first (nothing predicts it).
+
     Raises BenchError when an item has no answer token left after truncation.
     """
     if max_length < 2:
         raise BenchError(f"max_length must be at least 2, got {max_length}")
+    fmt = split_format(items)
+    if fmt == "document":
+        return encode_documents(bundle, items, max_length)
+    bos = default_bos(bundle.tokenizer) if fmt == "raw" else ""
     out = []
     for it in items:
-        prompt = bundle.prompt.prompt(it.question, bundle.tokenizer)
-        cont = bundle.prompt.continuation(it.answer)
+        if fmt == "raw":
+            prompt, cont = bos + it.question, it.answer
+        else:
+            prompt = bundle.prompt.prompt(it.question, bundle.tokenizer)
+            cont = bundle.prompt.continuation(it.answer)
         p_ids, c_ids = tokenize_pair(bundle.tokenizer, prompt, cont)
         ids = (p_ids + c_ids)[:max_length]
         labels = ([IGNORE] * len(p_ids) + c_ids)[:max_length]
@@ -105,6 +119,23 @@ def encode_pairs(bundle: ModelBundle, items: Sequence[Item], max_length: int) ->
                 f"(prompt has {len(p_ids)} tokens, answer {len(c_ids)})"
             )
         out.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+def encode_documents(bundle: ModelBundle, items: Sequence[Item], max_length: int) -> list[dict[str, list[int]]]:
+    """Texts (``item.answer``) as consecutive windows of at most ``max_length`` tokens,
+    BOS first where the model uses one; every token is a label (the loss of a window
+    starts at its second token). A long article becomes several examples."""
+    bos = default_bos(bundle.tokenizer)
+    out = []
+    for it in items:
+        ids = bundle.tokenizer(bos + it.answer, add_special_tokens=False)["input_ids"]
+        for start in range(0, len(ids), max_length):
+            window = list(ids[start:start + max_length])
+            if len(window) >= 2:
+                out.append({"input_ids": window, "labels": list(window)})
+    if not out:
+        raise BenchError("document split: no text with at least 2 tokens")
     return out
 
 

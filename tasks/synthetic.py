@@ -37,7 +37,14 @@ from bench.data import records_sha256
 from bench.items import TaskData
 from bench.registry import TASKS
 
-from .tofu import TofuStyleTask, check_limit, perturbed_items, qa_items, tofu_eval_sets
+from .tofu import (
+    TofuStyleTask,
+    check_limit,
+    perturbed_items,
+    qa_items,
+    tofu_derived,
+    tofu_eval_sets,
+)
 
 GENERATOR_VERSION = 1
 DEFAULT_SEED = 0
@@ -500,6 +507,7 @@ class SyntheticTask(TofuStyleTask):
                                     f"synthetic/{self.holdout_split}.json", limit),
             },
             source=src,
+            derived=tofu_derived(),
         )
 
 

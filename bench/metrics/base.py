@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bench.items import Item
-from bench.prompts import PromptConfig
+from bench.prompts import PromptConfig, default_bos
 from bench.requests import Request, Response
 
 
@@ -68,28 +68,6 @@ class EvalContext:
         if self.format == "model":
             return self.prompt.continuation(answer)
         return answer
-
-
-def default_bos(tokenizer: Any) -> str:
-    """The text of the special tokens ``tokenizer`` puts before a text by default
-    (``add_special_tokens=True``): Llama's ``<s>``, nothing for GPT-2 or SmolLM2. This is
-    "BOS where the model uses one" for the raw and document formats."""
-    if tokenizer is None:
-        return ""
-    cached = getattr(tokenizer, "_bench_default_bos", None)
-    if cached is not None:
-        return cached
-    with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    k = len(with_special) - len(plain)
-    text = ""
-    if k > 0 and with_special[k:] == plain:
-        text = tokenizer.decode(with_special[:k], skip_special_tokens=False)
-    try:
-        tokenizer._bench_default_bos = text
-    except AttributeError:  # pragma: no cover - tokenizers that refuse attributes
-        pass
-    return text
 
 
 class Metric:

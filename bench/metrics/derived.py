@@ -17,11 +17,15 @@ from bench.registry import METRICS
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def derived(name: str, description: str) -> Callable[[F], F]:
-    """Register a derived-metric function under ``name`` and mark it ``kind = "derived"``."""
+def derived(name: str, description: str, outputs: Sequence[str] = ()) -> Callable[[F], F]:
+    """Register a derived-metric function under ``name`` and mark it ``kind = "derived"``.
+
+    ``outputs`` names the entries of a function that returns a mapping (recorded as
+    missing together when an input is unavailable)."""
 
     def deco(fn: F) -> F:
         fn.kind = "derived"  # type: ignore[attr-defined]
+        fn.outputs = tuple(outputs)  # type: ignore[attr-defined]
         METRICS.add(name, fn, description)
         return fn
 
@@ -32,7 +36,8 @@ def _defined(values: Sequence[float | None]) -> list[float]:
     return [float(v) for v in values if v is not None and not math.isnan(float(v))]
 
 
-@derived("forget_quality", "KS-test p-value of forget-set truth ratios: unlearned vs retain-only model")
+@derived("forget_quality", "KS-test p-value of forget-set truth ratios: unlearned vs retain-only model",
+         outputs=("forget_quality", "log10_forget_quality"))
 def forget_quality(
     r_unlearned: Sequence[float | None], r_reference: Sequence[float | None]
 ) -> dict[str, float]:

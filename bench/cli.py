@@ -30,6 +30,35 @@ def _kv(pairs: list[str]) -> dict[str, str]:
     return split_assignments(pairs)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: ...``, exit status 2) instead of the usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    from bench.checks import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task name (bench list tasks)")
     p.add_argument("--model", default="tiny",
@@ -39,11 +68,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="hf", help="hf (default), vllm, or auto (vllm on GPU or for large generation workloads)")
     p.add_argument("--backend-set", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, e.g. mode=naive, dtype=bfloat16, token_budget=4096")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, help="evaluate only the first N items of each set (quick look)")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--limit", type=_positive_int,
+                   help="evaluate only the first N items of each set (quick look); training data and "
+                   "the prepared models are never cut")
+    p.add_argument("--train-limit", type=_positive_int,
+                   help="the method trains on the first N forget and retain items only (recorded; "
+                   "the prepared target and retain-only models still use every item)")
     p.add_argument("--out", default="reports/runs", help="where run directories go (default reports/runs)")
-    p.add_argument("--prompt-style", default="auto", choices=["auto", "chat", "plain"],
-                   help="how questions become prompts (default: the model's chat template if any)")
+    p.add_argument("--prompt-style", default="auto", choices=["auto", "chat", "chat-template", "plain"],
+                   help="how questions become prompts and answers scored continuations (default: the "
+                   "model's saved config, else chat if it has a chat template): chat = template prompt, "
+                   "answer + EOS (open-unlearning apply_chat_template: false); chat-template = answer + "
+                   "the template's end of turn + EOS (apply_chat_template: true); plain = Question/Answer")
+    p.add_argument("--system-prompt", metavar="TEXT",
+                   help="system turn of a chat-style prompt (recorded); e.g. 'You are a helpful assistant.' "
+                   "as open-unlearning's TOFU configs")
     p.add_argument("--no-cache", action="store_true", help="bypass the request cache")
     p.add_argument("--task-set", action="append", default=[], metavar="KEY=VALUE",
                    help="task option, e.g. targets=1_Stephen_King (bench list tasks shows them)")
@@ -65,7 +105,7 @@ def _backend_options(pairs: list[str]) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="bench", description="An evaluation-first benchmark suite for LLM unlearning.",
+    ap = _Parser(prog="bench", description="An evaluation-first benchmark suite for LLM unlearning.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -144,6 +184,7 @@ def _spec(args: argparse.Namespace, method: str = "none"):
         options=_kv(getattr(args, "set", [])), task_options=_kv(args.task_set),
         step_reference=args.step_reference, out=args.out, as_is=getattr(args, "as_is", False),
         reference=getattr(args, "reference", None), prompt_style=args.prompt_style,
+        system_prompt=args.system_prompt, train_limit=args.train_limit,
         cache=not args.no_cache, overwrite=getattr(args, "overwrite", False),
         save_model=getattr(args, "save_model", False),
         attacks=list(getattr(args, "attack", [])), attack_options=_kv(getattr(args, "attack_set", [])),

@@ -5,6 +5,11 @@ Conventions
 * A data file holds either **one JSON array** of objects or **JSON Lines** (one object per
   line, blank lines ignored) — the upstream hub datasets mix both, so every reader accepts
   both. The format is decided by the first non-blank character (``[`` = array).
+* A file may instead hold JSON **strings** (MUSE's ``raw/``, ``privleak/``, ``sust/``: one
+  array of texts): :func:`read_texts` gives them as strings, :func:`read_records` as rows
+  ``{"text": ...}``. A file's rows are all objects or all strings.
+* A split read through :class:`SplitSource` must have rows: an empty file or ``[]`` is an
+  error naming the file (a run would otherwise score zero items).
 * Rows are numbered from 0 in file order (for JSON Lines: among the non-blank lines).
   Errors are :class:`~bench.errors.DataError` with one line naming the file, the row and,
   where it applies, the field; JSON Lines errors also give the 1-based line number.
@@ -59,18 +64,29 @@ def _read_text(path: Path) -> str:
         raise DataError(path, f"cannot read ({e.strerror})") from None
 
 
-def _check_object(obj: Any, path: Path, row: int) -> dict:
-    if not isinstance(obj, dict):
-        raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", row)
+TEXT_KEY = "text"  # the field a text row (a JSON string) gets from :func:`read_records`
+
+
+def _kind_of(obj: Any) -> str:
+    return "object" if isinstance(obj, dict) else "string" if isinstance(obj, str) else type(obj).__name__
+
+
+def _check_row(obj: Any, path: Path, row: int, first: Any, lineno: int | None = None) -> Any:
+    """``obj`` if it is an object or a string, of the same kind as the file's row 0."""
+    on_line = f" on line {lineno}" if lineno is not None else ""
+    ok_first = isinstance(first, (dict, str))
+    expected = _kind_of(first) if row > 0 and ok_first else "object or string"
+    if not isinstance(obj, (dict, str)) or (row > 0 and ok_first and type(obj) is not type(first)):
+        raise DataError(path, f"expected a JSON {expected}{on_line}, got {_kind_of(obj)}", row)
     return obj
 
 
-def _read_array(text: str, path: Path) -> list[dict]:
+def _read_array(text: str, path: Path) -> list[Any]:
     """Parse one JSON array element by element, so that an error names its row."""
     decoder = json.JSONDecoder()
     ws = " \t\n\r"
     pos = len(text) - len(text.lstrip(ws)) + 1  # just after '['
-    out: list[dict] = []
+    out: list[Any] = []
     n = len(text)
 
     def skip(p: int) -> int:
@@ -95,7 +111,7 @@ def _read_array(text: str, path: Path) -> list[dict]:
             raise DataError(
                 path, f"malformed JSON: {e.msg} (line {e.lineno}, column {e.colno})", row
             ) from None
-        out.append(_check_object(obj, path, row))
+        out.append(_check_row(obj, path, row, out[0] if out else obj))
         pos = skip(end)
         if pos >= n:
             raise DataError(path, "malformed JSON: the array is not closed", row)
@@ -110,12 +126,12 @@ def _read_array(text: str, path: Path) -> list[dict]:
                 )
             return out
         raise DataError(
-            path, f"malformed JSON: expected ',' or ']' after the object (line {line_of(pos)})", row
+            path, f"malformed JSON: expected ',' or ']' after row {row} (line {line_of(pos)})", row
         )
 
 
-def _read_jsonl(text: str, path: Path) -> list[dict]:
-    out: list[dict] = []
+def _read_jsonl(text: str, path: Path) -> list[Any]:
+    out: list[Any] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -126,22 +142,12 @@ def _read_jsonl(text: str, path: Path) -> list[dict]:
             raise DataError(
                 path, f"malformed JSON Lines record on line {lineno}: {e.msg} (column {e.colno})", row
             ) from None
-        if not isinstance(obj, dict):
-            raise DataError(
-                path, f"expected a JSON object on line {lineno}, got {type(obj).__name__}", row
-            )
-        out.append(obj)
+        out.append(_check_row(obj, path, row, out[0] if out else obj, lineno))
     return out
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """The rows (JSON objects) of ``path``: one JSON array or JSON Lines (blank lines ignored).
-
-    An empty file has no rows. Raises :class:`DataError` naming the file (and the row, and
-    for JSON Lines the line number) when the file is missing, not UTF-8, malformed, or holds
-    something other than objects.
-    """
-    path = Path(path)
+def _read_values(path: Path) -> list[Any]:
+    """The rows of ``path`` as parsed JSON values: all objects or all strings."""
     text = _read_text(path)
     stripped = text.lstrip()
     if not stripped:
@@ -149,6 +155,39 @@ def read_records(path: str | Path) -> list[dict]:
     if stripped[0] == "[":
         return _read_array(text, path)
     return _read_jsonl(text, path)
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """The rows (JSON objects) of ``path``: one JSON array or JSON Lines (blank lines ignored).
+
+    A file of JSON strings (MUSE's ``raw/``, ``privleak/`` and ``sust/`` files: one array of
+    texts) gives one row ``{"text": <string>}`` per string (:data:`TEXT_KEY`); see also
+    :func:`read_texts`. Rows must all be objects or all strings. An empty file has no rows.
+    Raises :class:`DataError` naming the file (and the row, and for JSON Lines the line
+    number) when the file is missing, not UTF-8, malformed, or holds other values.
+    """
+    return [v if isinstance(v, dict) else {TEXT_KEY: v} for v in _read_values(Path(path))]
+
+
+def read_texts(path: str | Path, field: str = TEXT_KEY, *, allow_blank: bool = True) -> list[str]:
+    """The texts of ``path``, one per row, in file order: a file of JSON strings as is, or a
+    file of objects their ``field`` (default ``"text"``; RWKU's ``positive.json``).
+
+    ``allow_blank=False`` refuses empty / whitespace-only texts (MUSE's ``raw/forget.json``
+    holds one, row 821, which its training keeps; the default keeps it too, so row numbers
+    stay the file's). Raises :class:`DataError` naming the file, row and field.
+    """
+    path = Path(path)
+    out: list[str] = []
+    for row, v_raw in enumerate(_read_values(path)):
+        v = v_raw
+        if isinstance(v, dict):
+            require(v, {field: STR}, path, row)
+            v = v[field]
+        if not allow_blank and not v.strip():
+            raise DataError(path, "empty text", row, field if isinstance(v_raw, dict) else None)
+        out.append(v)
+    return out
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -343,15 +382,36 @@ class SplitSource:
                 return p
         raise DataError(self.folder / f"{name}.json", "file not found")
 
-    def records(self, name: str) -> list[dict]:
+    def records(self, name: str, *, allow_empty: bool = False) -> list[dict]:
+        """The rows of split ``name``. A split without rows (an empty file, ``[]``) is a
+        :class:`DataError` naming its file unless ``allow_empty``: a benchmark's split is
+        never empty, and an empty one would make a run score (or train on) nothing."""
         if self.folder is None:
             rows = load_hub_split(self.hub_repo, name, "train")
             self.files[self.key(name)] = records_sha256(rows)
-            return rows
-        p = self.path(name)
-        rows = read_records(p)
-        self.files[self.key(name)] = sha256_file(p)
+        else:
+            p = self.path(name)
+            rows = read_records(p)
+            self.files[self.key(name)] = sha256_file(p)
+        if not rows and not allow_empty:
+            raise DataError(self.where(name), "no rows (an empty file or an empty array)")
         return rows
+
+    def texts(self, name: str, field: str = TEXT_KEY) -> list[str]:
+        """The texts of split ``name`` (:func:`read_texts` on its file; on the hub path the
+        rows' ``field``); an empty split is an error naming it, as in :meth:`records`."""
+        if self.folder is None:
+            rows = self.records(name)
+            where = self.where(name)
+            for i, r in enumerate(rows):
+                require(r, {field: STR}, where, i)
+            return [r[field] for r in rows]
+        p = self.path(name)
+        out = read_texts(p, field)
+        self.files[self.key(name)] = sha256_file(p)
+        if not out:
+            raise DataError(p, "no rows (an empty file or an empty array)")
+        return out
 
     def lines(self, filename: str, hub_file: tuple[str, str] | None = None) -> list[str]:
         """Plain-text lines of ``filename`` in the local folder; on the hub path, of

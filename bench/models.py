@@ -55,29 +55,118 @@ def save_bundle(bundle: ModelBundle, path: Path) -> None:
     (path / PROMPT_FILE).write_text(json.dumps(bundle.prompt.to_dict(), indent=2))
 
 
+def resolve_prompt(tok: Any, prompt_file: Path | None, prompt_style: str = "auto",
+                   system_prompt: str | None = None) -> PromptConfig:
+    """The prompt config of a model: ``prompt_style`` ``auto`` means the model directory's
+    ``bench_prompt.json`` when there is one, else the tokenizer's chat template if any, else
+    plain (:func:`bench.prompts.from_tokenizer`). A ``system_prompt`` replaces the saved
+    config's (its style kept). BenchError naming the file or option when it cannot apply."""
+    saved: PromptConfig | None = None
+    if prompt_style == "auto" and prompt_file is not None and prompt_file.exists():
+        try:
+            saved = PromptConfig.from_dict(json.loads(prompt_file.read_text()), tok)
+        except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
+            raise BenchError(f"{prompt_file}: not a prompt config ({e})") from None
+        if system_prompt is None or saved.system_prompt == system_prompt:
+            return saved
+    style = saved.style if saved is not None else prompt_style
+    try:
+        return from_tokenizer(tok, style=style, system_prompt=system_prompt)
+    except ValueError as e:
+        raise BenchError(f"--prompt-style {prompt_style}"
+                         + (" --system-prompt" if system_prompt else "") + f": {e}") from None
+
+
 def load_bundle(path_or_id: str | Path, *, prompt_style: str = "auto",
                 system_prompt: str | None = None, name: str | None = None) -> ModelBundle:
-    """Load a model + tokenizer (fp32, eval mode) from a directory or a hub id."""
+    """Load a model + tokenizer (fp32, eval mode) from a directory or a hub id.
+
+    A local directory is checked first (:func:`check_model_dir`: config and complete
+    weights); anything transformers cannot load is a one-line BenchError naming the model.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = str(path_or_id)
     p = Path(spec).expanduser()
     if not p.exists() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
         raise BenchError(f"model path '{spec}' does not exist (and is not a hub id 'org/name' or an alias: tiny, smollm2-135m)")
+    if p.exists():
+        check_model_dir(p, spec)
     try:
         tok = AutoTokenizer.from_pretrained(spec)
         model = AutoModelForCausalLM.from_pretrained(spec, dtype="float32")
-    except OSError as e:
-        raise BenchError(f"cannot load model '{spec}': {str(e).splitlines()[0]}") from e
+    except Exception as e:  # OSError, safetensors' SafetensorError, config errors...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise BenchError(f"cannot load model '{spec}': {type(e).__name__}: {first}") from e
     model.eval()
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    prompt_file = p / PROMPT_FILE
-    if prompt_style == "auto" and prompt_file.exists():
-        prompt = PromptConfig(**json.loads(prompt_file.read_text()))
-    else:
-        prompt = from_tokenizer(tok, style=prompt_style, system_prompt=system_prompt)
+    prompt = resolve_prompt(tok, p / PROMPT_FILE if p.exists() else None, prompt_style, system_prompt)
     return ModelBundle(model, tok, prompt, name=name or spec, provenance={"source": spec})
+
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def check_model_dir(path: Path, spec: str | None = None) -> None:
+    """BenchError (one line naming the directory or file) unless ``path`` is a model
+    directory transformers can load: a ``config.json`` and weights, either one file
+    (:data:`WEIGHT_FILES`) or an index (:data:`WEIGHT_INDEXES`) whose shards all exist.
+    safetensors files are checked against their header (a truncated file is named, no
+    tensor is read); ``.bin`` files must be non-empty zip archives (torch's format)."""
+    import zipfile
+
+    label = spec or str(path)
+    if not path.is_dir():
+        raise BenchError(f"model path '{label}' is a file; give the model directory")
+    if not (path / "config.json").is_file():
+        raise BenchError(f"model directory '{label}' has no config.json (not a transformers model directory)")
+    files: list[Path] = []
+    for index in WEIGHT_INDEXES:
+        ip = path / index
+        if ip.is_file():
+            try:
+                shards = sorted(set(json.loads(ip.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise BenchError(f"{ip}: not a weight index ({type(e).__name__}: {e})") from None
+            missing = [s for s in shards if not (path / s).is_file()]
+            if missing:
+                raise BenchError(f"model directory '{label}': weight shard {missing[0]} named by {index} is missing")
+            files = [path / s for s in shards]
+            break
+    else:
+        files = [path / f for f in WEIGHT_FILES if (path / f).is_file()][:1]
+    if not files:
+        raise BenchError(f"model directory '{label}' has no weights ({' or '.join(WEIGHT_FILES)})")
+    for f in files:
+        if f.suffix == ".safetensors":
+            _check_safetensors(f)
+        elif not zipfile.is_zipfile(f):
+            raise BenchError(f"weights file {f} is truncated or not a torch checkpoint")
+
+
+def _check_safetensors(f: Path) -> None:
+    """A safetensors file is ``u64 header length`` + JSON header + tensor bytes; the header
+    gives every tensor's byte range. BenchError when the file is shorter than that."""
+    size = f.stat().st_size
+    with f.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise BenchError(f"weights file {f} is truncated ({size} bytes; not a safetensors file)")
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            raise BenchError(f"weights file {f} is truncated ({size} bytes; its header alone needs {n + 8})")
+        try:
+            header = json.loads(fh.read(n))
+        except (ValueError, UnicodeDecodeError):
+            raise BenchError(f"weights file {f} is corrupt (its safetensors header is not JSON)") from None
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError, AttributeError):
+        raise BenchError(f"weights file {f} is corrupt (malformed safetensors header)") from None
+    if size < 8 + n + end:
+        raise BenchError(f"weights file {f} is truncated ({size} bytes; its header describes {8 + n + end})")
 
 
 # --------------------------------------------------------------------------- aliases
@@ -195,8 +284,7 @@ def resolve(spec: str, data: TaskData | None = None, family: str = "") -> tuple[
         return alias_dir(spec, data, family), ALIASES[spec]
     p = Path(spec).expanduser()
     if p.exists():
-        if not p.is_dir():
-            raise BenchError(f"model path '{spec}' is a file; give the model directory")
+        check_model_dir(p, spec)
         return p.resolve(), None
     if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         raise BenchError(

@@ -28,14 +28,18 @@ def versions() -> dict[str, str]:
 def dir_fingerprint(path: Path | str) -> str:
     """sha256 over a model directory's weight/config/tokenizer files (names and bytes).
 
-    For a hub id (not a local directory) the id itself is returned: the hub pins content
-    by revision, which the loader records.
+    ``bench_prepared.json`` (how ``prepare`` built it, with its timing) is a record, not
+    content: it is left out, so a rebuilt model with the same weights has the same
+    fingerprint. For a hub id (not a local directory) the id itself is returned: the hub
+    pins content by revision, which the loader records.
     """
     p = Path(path)
     if not p.is_dir():
         return f"hub:{path}"
     h = hashlib.sha256()
     for f in sorted(p.iterdir()):
+        if f.name == "bench_prepared.json":
+            continue
         if f.is_file() and f.suffix in (".safetensors", ".json", ".jinja", ".model", ".txt"):
             h.update(f.name.encode())
             with f.open("rb") as fh:

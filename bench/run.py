@@ -69,6 +69,8 @@ class RunSpec:
     as_is: bool = False  # use --model as the target even when it is a base alias
     reference: str | None = None  # retain-only reference: a run dir or a model
     prompt_style: str = "auto"
+    system_prompt: str | None = None  # chat styles: the system turn (bench.prompts)
+    train_limit: int | None = None  # the method sees the first N forget / retain items only
     cache: bool = True
     overwrite: bool = False
     save_model: bool = False
@@ -157,14 +159,17 @@ def finetune_settings(alias: Any) -> dict[str, Any]:
 def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prepared:
     """Build (or reuse) the target and retain-only models of ``task`` from base ``spec.model``,
     and their reference evaluations (ordinary ``method none`` runs, cached)."""
-    from bench import models
+    from bench import checks, models
     from bench.provenance import dir_fingerprint
 
+    checks.check_backend_available(spec.backend)  # the reference runs need it: fail before training
     base_path, alias = models.resolve(spec.model, data, task.family)
     ft = finetune_settings(alias)
     base_fp = dir_fingerprint(base_path)[:10]
     root = cache_dir() / "prepared" / task.family / f"{_slug(spec.model)}-{base_fp}"
-    ft_key = json.dumps(ft, sort_keys=True)
+    prompt_key = {k: v for k, v in (("prompt_style", spec.prompt_style), ("system_prompt", spec.system_prompt))
+                  if v not in (None, "auto")}  # empty for the defaults: cache keys unchanged
+    ft_key = json.dumps({**ft, **prompt_key}, sort_keys=True)
 
     def build(split: str, items: list[Item]) -> Path:
         from bench.provenance import spec_hash
@@ -179,7 +184,8 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
             from bench.training import finetune
 
             t0 = time.time()
-            bundle = models.load_bundle(base_path, prompt_style=spec.prompt_style, name=spec.model)
+            bundle = models.load_bundle(base_path, prompt_style=spec.prompt_style,
+                                        system_prompt=spec.system_prompt, name=spec.model)
             _seed_all(PREPARE_SEED)
             finetune(bundle, items, seed=PREPARE_SEED,
                      desc=f"prepare {split} model ({spec.model}, {len(items)} QA)", **ft)
@@ -215,7 +221,7 @@ def reference_run(spec: RunSpec, model: str, task: Task, data: TaskData, log: Lo
 
     ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"),
                        as_is=True, reference=reference, overwrite=False, save_model=False,
-                       attacks=[], attack_options={})
+                       attacks=[], attack_options={}, train_limit=None)
     return run(ref_spec, log=log, _data=(task, data))
 
 
@@ -253,11 +259,14 @@ class Models:
 
 def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None) -> RunPlan:
     """Stage 1: validate everything cheap before any expensive step."""
-    from bench import models
+    from bench import checks, models
     from bench.adapters import effective_options, method_options, parse_options, resolve_method
 
     if spec.step_reference not in ("initial", "previous"):
         raise BenchError(f"step_reference must be 'initial' or 'previous', got {spec.step_reference!r}")
+    checks.check_seed(spec.seed)
+    checks.check_limit(spec.train_limit, "--train-limit")
+    checks.check_out_dir(spec.out)
     task, data = _data if _data is not None else load_task(spec)
     method_name, method_fn = resolve_method(spec.method)
     backend_name = spec.backend
@@ -267,6 +276,7 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
         backend_name, why = choose_backend(data.eval_sets)
         log(f"run: backend auto -> {backend_name} ({why})")
     backend_cls = BACKENDS.get(backend_name)  # unknown name: one line with close matches
+    checks.check_backend_available(backend_name, backend_cls)  # before any model is prepared
     parse_options(backend_cls.__init__, spec.backend_options, backend_name, kind="backend", positional=2)
     alias = models.ALIASES.get(spec.model)
     accepted = method_options(method_fn)
@@ -279,14 +289,12 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
         method_fn, {**overrides, **parse_options(method_fn, dict(spec.options), method_name)}, method_name
     )
     path = None if alias is not None else models.resolve(spec.model)[0]
+    if spec.reference is not None and not (Path(spec.reference).expanduser() / "results.json").exists():
+        models.resolve(spec.reference)  # a reference model: checked now, evaluated later
     steps = data.all_steps()
     for key, note in (data.extras.get("data_notes") or {}).items():
         log(f"data: {key}: {note}")
-    for st in steps:
-        for es in st.eval_sets:
-            if not es.items:
-                raise BenchError(f"task '{spec.task}' step '{st.name}': eval set '{es.name}' has no items "
-                                 f"(source: {es.source or 'unknown'})")
+    checks.check_task_data(data)  # every step: eval sets and forget split not empty
     # θ0 for methods that edit with task vectors: --original, or a prepared alias's base model
     original = models.resolve(spec.original, data, task.family)[0] if spec.original else None
     needs_original = getattr(method_fn, "needs_original", False)  # a bool, or a function of the options
@@ -334,17 +342,19 @@ def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log
 
     Returns ``(bundle, checkpoint dir or None)``. A checkpoint of a killed run is reused.
     """
-    from bench import models
+    from bench import checks, models
     from bench.adapters import bind_options
 
     spec, step = rp.spec, rp.steps[k]
     ckpt = run_dir / ".partial" / f"step-{k}" / "model"
     if rp.method_name == "none":
-        return models.load_bundle(start, prompt_style=spec.prompt_style, name=spec.model), None
+        return models.load_bundle(start, prompt_style=spec.prompt_style, system_prompt=spec.system_prompt,
+                                  name=spec.model), None
     if ckpt.exists():
         log(f"run: resuming from the unlearned checkpoint {ckpt}")
         return models.load_bundle(ckpt, name=spec.model), ckpt
-    bundle = models.load_bundle(start, prompt_style=spec.prompt_style, name=spec.model)
+    bundle = models.load_bundle(start, prompt_style=spec.prompt_style, system_prompt=spec.system_prompt,
+                                name=spec.model)
     _seed_all(spec.seed + k)
     kwargs = bind_options(rp.method_fn, rp.options)  # shared option groups (TrainOptions) regrouped
     if "ctx" in inspect.signature(rp.method_fn).parameters:
@@ -355,8 +365,9 @@ def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log
             original_model=str(original) if original is not None else None)
     where = f" (step {k + 1}/{len(rp.steps)}: {step.name})" if len(rp.steps) > 1 else ""
     log(f"run: unlearning with {rp.method_name} {rp.options}{where}")
-    out = rp.method_fn(bundle, step.forget, step.retain, **kwargs)
-    bundle = out if out is not None and hasattr(out, "module") else bundle
+    forget, retain = (checks.cap_split(s, spec.train_limit) for s in (step.forget, step.retain))
+    bundle = checks.call_method(rp.method_fn, bundle, forget, retain, kwargs, rp.method_name,
+                                log_path=run_dir / "run.log")
     with atomic_dir(ckpt) as tmp:
         models.save_bundle(bundle, tmp)
     return bundle, ckpt
@@ -575,6 +586,9 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         resolved[f"reference_{role}"] = str(models_.references[role])
     if attacks:
         resolved["attacks"] = {a.name: a.record() for a in attacks}
+    # recorded (and hashed) only when set, so that the default runs keep their directories
+    resolved.update({k: v for k, v in (("system_prompt", spec.system_prompt),
+                                       ("train_limit", spec.train_limit)) if v is not None})
     h = spec_hash(resolved)[:10]
     run_dir = Path(spec.out) / f"{_slug(spec.task)}__{_slug(rp.method_name)}__{_slug(spec.model)}__{h}"
     if (run_dir / "results.json").exists() and not spec.overwrite:
@@ -718,7 +732,7 @@ def read_step(run_dir: Path, k: int, prompt: dict[str, Any] | None = None,
     if prompt is not None and ref_prompt is not None and ref_prompt != prompt:
         diff = sorted(k for k in prompt if prompt.get(k) != ref_prompt.get(k))
         raise BenchError(f"reference '{run_dir}' was evaluated with another prompt config "
-                         f"(differs in: {', '.join(diff)}); rerun it with the same --prompt-style")
+                         f"(differs in: {', '.join(diff)}); rerun it with the same --prompt-style / --system-prompt")
     steps = res.get("steps") or [{"aggregates": res.get("aggregates", {})}]
     if k >= len(steps):
         return None

@@ -453,8 +453,9 @@ class SyntheticTask(TofuStyleTask):
     def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
         """Generate the data of this forget size. ``data_dir`` is ignored: nothing is read.
 
-        ``limit`` keeps the first N items of each eval set, of the forget / retain training
-        splits and of the holdout set; ``full`` and ``pretrain`` are never cut.
+        ``limit`` keeps the first N items of each eval set and of the holdout set (what is
+        evaluated); the training splits ``forget`` / ``retain`` / ``full`` and ``pretrain``
+        are never cut, so the prepared models do not depend on it.
         """
         check_limit(limit)
         data = generate(self.seed)
@@ -494,10 +495,8 @@ class SyntheticTask(TofuStyleTask):
             )
         src = f"synthetic generator v{GENERATOR_VERSION}, seed {data.seed}"
         return self.extend(TaskData(
-            forget=qa_items(split["forget"], self.forget_split, f"synthetic/{self.forget_split}.json",
-                            limit),
-            retain=qa_items(split["retain"], self.reference_key,
-                            f"synthetic/{self.reference_key}.json", limit),
+            forget=qa_items(split["forget"], self.forget_split, f"synthetic/{self.forget_split}.json"),
+            retain=qa_items(split["retain"], self.reference_key, f"synthetic/{self.reference_key}.json"),
             full=qa_items(data.full, "full", "synthetic/full.json"),
             eval_sets=eval_sets,
             files=files,

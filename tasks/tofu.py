@@ -80,24 +80,22 @@ def check_limit(limit: int | None) -> None:
         raise BenchError(f"limit must be a positive integer or None, got {limit!r}")
 
 
-def _head(rows: Sequence[dict], limit: int | None) -> Sequence[dict]:
-    return rows if limit is None else rows[:limit]
-
-
 def qa_items(rows: Sequence[dict], prefix: str, where: Any, limit: int | None = None) -> list[Item]:
-    """Plain question/answer rows as items ``"<prefix>/<row>"`` (first ``limit`` rows)."""
+    """Plain question/answer rows as items ``"<prefix>/<row>"`` (the first ``limit`` rows;
+    every row is checked, also those past ``limit``, so a quick look fails like a full run)."""
     out = []
-    for i, r in enumerate(_head(rows, limit)):
+    for i, r in enumerate(rows):
         require(r, QA_FIELDS, where, i)
         meta = {k: v for k, v in r.items() if k not in QA_FIELDS}
         out.append(Item(f"{prefix}/{i}", r["question"], r["answer"], meta=meta))
-    return out
+    return out if limit is None else out[:limit]
 
 
 def perturbed_items(
     rows: Sequence[dict], prefix: str, where: Any, *, options: bool, limit: int | None = None
 ) -> list[Item]:
-    """Rows with ``perturbed_answer`` as items ``"<prefix>/<row>"``.
+    """Rows with ``perturbed_answer`` as items ``"<prefix>/<row>"`` (the first ``limit``;
+    every row is checked, as in :func:`qa_items`).
 
     ``options=False``: forget/retain rows, which also need ``paraphrased_answer``
     (``paraphrased_question`` goes to ``meta``). ``options=True``: real authors / world
@@ -105,7 +103,7 @@ def perturbed_items(
     """
     fields = OPTIONS_FIELDS if options else PERTURBED_FIELDS
     out = []
-    for i, r in enumerate(_head(rows, limit)):
+    for i, r in enumerate(rows):
         require(r, fields, where, i)
         meta = {k: v for k, v in r.items() if k not in fields}
         out.append(
@@ -118,7 +116,7 @@ def perturbed_items(
                 meta=meta,
             )
         )
-    return out
+    return out if limit is None else out[:limit]
 
 
 def tofu_eval_sets(
@@ -344,18 +342,19 @@ class TofuTask(TofuStyleTask):
     def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
         """Read the splits of this forget size (see the module docstring).
 
-        ``limit`` keeps the first N items of each eval set, of the forget / retain training
-        splits and of the holdout set; ``full`` (the target model's fine-tuning set) is
-        never cut.
+        ``limit`` keeps the first N items of each eval set and of the holdout set (what is
+        evaluated); the training splits ``forget`` / ``retain`` / ``full`` are never cut,
+        so the prepared target and retain-only models do not depend on it. Every row of
+        every file is checked, also past ``limit``.
         """
         check_limit(limit)
         src = self.source(data_dir)
 
         where = src.where
         forget = qa_items(src.records(self.forget_split), self.forget_split,
-                          where(self.forget_split), limit)
+                          where(self.forget_split))
         retain = qa_items(src.records(self.reference_key), self.reference_key,
-                          where(self.reference_key), limit)
+                          where(self.reference_key))
         full = qa_items(src.records("full"), "full", where("full"))
         configs = {
             "forget": f"{self.forget_split}_perturbed",

@@ -15,6 +15,7 @@ from bench.data import (
     load_hub_split,
     read_lines,
     read_records,
+    read_texts,
     records_sha256,
     require,
     resolve_data_dir,
@@ -178,3 +179,67 @@ def test_hub_path_offline_is_a_clear_error(monkeypatch):
         load_hub_split("locuslab/TOFU", "forget01")
     with pytest.raises(BenchError, match="HF_HUB_OFFLINE"):
         SplitSource(None, "locuslab/TOFU").records("forget01")
+
+
+def test_string_arrays_read_as_texts_and_records(tmp_path):
+    """MUSE's raw/privleak/sust files: one JSON array of strings (blank text kept: row numbers)."""
+    texts = ["First article.\n\nSecond paragraph.", "", "Third \u00e9t\u00e9."]
+    p = tmp_path / "forget.json"
+    p.write_text(json.dumps(texts, indent=1))
+    assert read_texts(p) == texts
+    assert read_records(p) == [{"text": t} for t in texts]
+    jl = tmp_path / "texts.jsonl"
+    jl.write_text("\n".join(json.dumps(t) for t in texts) + "\n")
+    assert read_texts(jl) == texts
+    with pytest.raises(DataError, match="row 1: empty text") as e:
+        read_texts(p, allow_blank=False)
+    assert str(p) in str(e.value)
+    # objects: their field (RWKU's positive.json rows carry "text")
+    objs = tmp_path / "positive.json"
+    objs.write_text(json.dumps([{"id": "a", "text": "t0"}, {"id": "b", "text": "t1"}]))
+    assert read_texts(objs) == ["t0", "t1"]
+    objs.write_text(json.dumps([{"id": "a", "text": "t0"}, {"id": "b", "body": "t1"}]))
+    with pytest.raises(DataError, match="row 1, field 'text': missing field"):
+        read_texts(objs)
+
+
+def test_mixed_rows_and_bad_text_rows_name_the_row(tmp_path):
+    p = tmp_path / "mixed.json"
+    p.write_text('["a", "b", {"text": "c"}]')
+    with pytest.raises(DataError, match="row 2: expected a JSON string, got object"):
+        read_texts(p)
+    p.write_text('["a", 3]')
+    with pytest.raises(DataError, match="row 1: expected a JSON string, got int"):
+        read_records(p)
+    p.write_text('[7]')
+    with pytest.raises(DataError, match="row 0: expected a JSON object or string, got int"):
+        read_records(p)
+    p.write_text('["a", "b" "c"]')
+    with pytest.raises(DataError, match="row 1: malformed JSON: expected ',' or ']' after row 1"):
+        read_texts(p)
+
+
+def test_split_source_refuses_empty_splits(tmp_path):
+    folder = tmp_path / "tofu"
+    folder.mkdir()
+    (folder / "forget01.json").write_text("[]")
+    (folder / "retain99.json").write_text("\n")
+    (folder / "texts.json").write_text("[]")
+    src = SplitSource(folder, "locuslab/TOFU")
+    for name in ("forget01", "retain99"):
+        with pytest.raises(DataError, match=f"{name}.json: no rows"):
+            src.records(name)
+    assert src.records("forget01", allow_empty=True) == []
+    with pytest.raises(DataError, match="texts.json: no rows"):
+        src.texts("texts")
+    (folder / "texts.json").write_text('["x", "y"]')
+    assert src.texts("texts") == ["x", "y"] and "tofu/texts.json" in src.files
+
+
+@pytest.mark.shared_data
+def test_muse_string_files_read(shared_data):
+    muse = shared_data / "muse_news"
+    raw = read_texts(muse / "raw" / "forget.json")
+    assert len(raw) == 889 and raw[821] == "" and all(isinstance(t, str) for t in raw)
+    for sub, name, n in [("privleak", "forget", 100), ("privleak", "holdout", 100), ("sust", "forget_4", 887)]:
+        assert len(read_texts(muse / sub / f"{name}.json")) == n

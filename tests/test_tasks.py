@@ -111,7 +111,8 @@ def test_tofu_limit_and_forget10(shared_data):
     data = TASKS.get("tofu-forget10")().load(shared_data, limit=5)
     assert [len(s.items) for s in data.eval_sets] == [5, 5, 5, 5]
     assert [i.id for i in data.eval_sets[1].items] == [f"retain/{i}" for i in range(5)]
-    assert (len(data.forget), len(data.retain), len(data.full)) == (5, 5, 4000)
+    # --limit caps what is evaluated, never the training splits (the prepared models)
+    assert (len(data.forget), len(data.retain), len(data.full)) == (400, 3600, 4000)
     assert len(data.extras["holdout"]) == 5
     assert "tofu/forget10_perturbed.json" in data.files and "tofu/retain90.json" in data.files
     full = TASKS.get("tofu-forget10")().load(shared_data)
@@ -222,7 +223,7 @@ def test_synthetic_split_sizes():
         assert len(data.pretrain) == len(syn.CLASSIC_BOOKS) + len(syn.CAPITALS)
     limited = TASKS.get("synthetic-forget10")().load(limit=4)
     assert [len(s.items) for s in limited.eval_sets] == [4, 4, 4, 4]
-    assert (len(limited.forget), len(limited.retain), len(limited.full)) == (4, 4, 800)
+    assert (len(limited.forget), len(limited.retain), len(limited.full)) == (80, 720, 800)
     assert len(limited.extras["holdout"]) == 4 and len(limited.pretrain) == 64
 
 

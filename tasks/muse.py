@@ -64,7 +64,6 @@ published and the overlap is recorded in ``data_notes["sust_overlap"]``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +71,7 @@ from bench.data import (
     TEXT,
     hub_offline,
     load_hub_split,
+    read_texts,
     records_sha256,
     require,
     resolve_data_dir,
@@ -101,46 +101,6 @@ def knowmem_prompt(shots: list[tuple[str, str]], question: str) -> str:
     ``Question: q\\nAnswer: a\\n\\n``, then ``Question: q\\nAnswer: `` (trailing space)."""
     head = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in shots)
     return head + f"Question: {question}\nAnswer: "
-
-
-def _read_texts_local(path: Path) -> list[str]:
-    """The texts of a MUSE string-array file (a JSON array of strings; JSON Lines of strings
-    or of ``{"text": ...}`` objects also accepted). Errors name the file and row."""
-    try:
-        from bench.data import read_texts  # the string-array reader (branch 'inputs')
-    except ImportError:
-        read_texts = None
-    if read_texts is not None:
-        return read_texts(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(path, f"malformed JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
-    else:
-        values = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    values.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise DataError(path, f"malformed JSON Lines record on line {lineno}: {e.msg}") from None
-    out = []
-    for row, v in enumerate(values):
-        if isinstance(v, dict):
-            require(v, {"text": "str"}, path, row)
-            v = v["text"]
-        if not isinstance(v, str):
-            raise DataError(path, f"expected a JSON string (a text), got {type(v).__name__}", row)
-        out.append(v)
-    return out
 
 
 class MuseSource:
@@ -210,7 +170,7 @@ class MuseSource:
         p = self.path(subset, split)
         if not p.is_file():
             raise DataError(p, f"file not found (MUSE-News split {subset}/{split})")
-        out = _read_texts_local(p)
+        out = read_texts(p)
         self.files[self.key(subset, split)] = sha256_file(p)
         return self._nonempty(out, subset, split)
 

@@ -57,3 +57,13 @@ def liven():
         return model
 
     return apply
+
+
+@pytest.fixture
+def tiny_dir(tmp_path, tiny_bundle):
+    """A tiny random model saved as a model directory (used --as-is: no preparing)."""
+    from bench.models import save_bundle
+
+    d = tmp_path / "tiny-model"
+    save_bundle(tiny_bundle, d)
+    return d

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 
@@ -350,15 +349,6 @@ def test_cli_attack_errors_are_one_line_and_list_shows_options(capsys):
 
 
 # --------------------------------------------------------------------------- the run stage
-
-
-@pytest.fixture
-def tiny_dir(tmp_path, tiny_bundle) -> Path:
-    from bench.models import save_bundle
-
-    d = tmp_path / "tiny-model"
-    save_bundle(tiny_bundle, d)
-    return d
 
 
 def test_run_stage_records_before_after_through_the_answering_path(tmp_path, tiny_dir, monkeypatch):

@@ -21,15 +21,6 @@ def _cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def tiny_dir(tmp_path, tiny_bundle) -> Path:
-    from bench.models import save_bundle
-
-    d = tmp_path / "tiny-model"
-    save_bundle(tiny_bundle, d)
-    return d
-
-
-@pytest.fixture
 def layout(tmp_path) -> Path:
     """The synthetic task written in TOFU's file layout (a --data-dir for tofu-forget01)."""
     from bench.tasks.synthetic import write_tofu_layout

@@ -15,16 +15,6 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture
-def tiny_dir(tmp_path, tiny_bundle) -> Path:
-    """A tiny random model saved as a model directory (used --as-is: no preparing)."""
-    from bench.models import save_bundle
-
-    d = tmp_path / "tiny-model"
-    save_bundle(tiny_bundle, d)
-    return d
-
-
 def _run(args: list[str], capsys) -> tuple[int, str, str]:
     rc = main(args)
     out = capsys.readouterr()

@@ -51,15 +51,6 @@ def _delta(now, before):
     return None if now is None or before is None else now - before
 
 
-@pytest.fixture
-def tiny_dir(tmp_path, tiny_bundle) -> Path:
-    from bench.models import save_bundle
-
-    d = tmp_path / "tiny-model"
-    save_bundle(tiny_bundle, d)
-    return d
-
-
 def _adapter(tmp_path: Path, calls: Path, die_on: int | None = None) -> Path:
     a = tmp_path / "stepper.py"
     a.write_text(

@@ -17,15 +17,6 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture
-def tiny_dir(tmp_path, tiny_bundle) -> Path:
-    from bench.models import save_bundle
-
-    d = tmp_path / "tiny-model"
-    save_bundle(tiny_bundle, d)
-    return d
-
-
 def test_toml_and_yaml_expand_the_same(tmp_path):
     toml = tmp_path / "s.toml"
     toml.write_text(

@@ -23,15 +23,6 @@ def _only_when_selected(request):
     pytest.importorskip("ray", reason="ray not installed (pip install '.[ray]')")
 
 
-@pytest.fixture
-def tiny_dir(tmp_path, tiny_bundle) -> Path:
-    from bench.models import save_bundle
-
-    d = tmp_path / "tiny-model"
-    save_bundle(tiny_bundle, d)
-    return d
-
-
 def _sweep(tiny_dir: Path, out: Path, cache: Path) -> subprocess.Popen:
     env = {**os.environ, "BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     args = [sys.executable, "-m", "bench.cli", "sweep", "--tasks", "synthetic-forget01",

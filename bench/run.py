@@ -567,7 +567,6 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         "method_options": rp.options, "model": spec.model, "target": str(target),
         "target_fingerprint": dir_fingerprint(target), "backend": rp.backend_name,
         "backend_options": spec.backend_options, "seed": spec.seed, "limit": spec.limit,
-        "cpu_threads": _cpu_threads(),
         "data": rp.data.files, "prompt_style": spec.prompt_style,
         "reference_run": str(models_.references["retain"]) if "retain" in models_.references else None,
     }
@@ -690,7 +689,7 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
         "headline": list(rp.task.headline),
         "frontier": {"efficacy": rp.task.frontier[0], "utility": rp.task.frontier[1],
                      "efficacy_higher_is_better": rp.task.efficacy_higher_is_better},
-        "config": {**resolved, "prompt": prompt,
+        "config": {**resolved, "prompt": prompt, "cpu_threads": _cpu_threads(),
                    "backend_settings": info.get("backend_settings"), "engines": info.get("engines"),
                    "eval_sets": last.get("eval_sets"), "metrics": _metric_config(rp.steps[-1].eval_sets),
                    "derived": [n.describe() for n in rp.data.derived]},
@@ -767,8 +766,9 @@ def _resolve_reference(spec: RunSpec, task: Task, data: TaskData, log: Log) -> P
 
 def _cpu_threads() -> int | None:
     """torch's intra-op threads when training/evaluating on CPU: float sums are split
-    differently with another count, so the last bits of results depend on it (recorded and
-    part of the run's hash); ``None`` on CUDA."""
+    differently with another count, so the last bits of results may depend on it (recorded
+    in results; not part of the run's hash, so a sweep trial and the same ``bench run`` share
+    a directory); ``None`` on CUDA."""
     import torch
 
     return None if torch.cuda.is_available() else torch.get_num_threads()

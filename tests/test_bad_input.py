@@ -241,7 +241,7 @@ def test_vllm_missing_fails_fast_before_prepare(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "bench.cli", "run", *task, "--as-is", "--model",
          "smollm2-135m", "--backend", "vllm", "--method", "none"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,  # the installed package, not ./bench
         env={**__import__("os").environ, "BENCH_CACHE": str(env_cache), "HF_HUB_OFFLINE": "1"},
     )
     elapsed = time.time() - t0

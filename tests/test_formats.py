@@ -105,7 +105,7 @@ def test_fewshot_prompt_rendered_by_the_task_reaches_the_model_verbatim(tiny_bun
 
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="unknown format"):
-        EvalSet("x", [], [], format="chat")
+        EvalSet("x", [], [], format="template")
     with pytest.raises(ValueError, match="unknown format"):
         Split([], format="text")
 

@@ -415,3 +415,26 @@ def test_run_refuses_wme_without_original_before_loading(tmp_path, tiny_bundle):
     from bench.methods.editing import _needs_original
 
     assert _needs_original({"base": "target"}) is False and _needs_original({"base": "original"}) is True
+
+
+def test_lora_npo_batch_npo_by_hand(trained):
+    """``methods/lora_npo.py``'s seed-000 NPO on the batch-mean token NLL: at the
+    reference it is (2/β)·log 2; one nat below the reference NLL it is
+    −(2/β)·log σ(β), pinning the sign (a flipped sign gives −(2/β)·log σ(−β))."""
+    from bench.methods import lora_npo
+
+    assert METHODS.get("npo-lora") is lora_npo.npo_lora
+    assert METHODS.get("npo-gdr-klr-ties") is lora_npo.npo_gdr_klr_ties
+    items = [Item("f/0", "Who wrote it?", "Nobody you know."), Item("f/1", "Where?", "Far away.")]
+    batch = collate(encode_pairs(trained, items, 64), pad_id(trained.tokenizer))
+    with torch.no_grad():
+        nll = float(batch_nll(trained.module, batch).sum())
+        n_tok = int((batch["labels"][:, 1:] != -100).sum())
+        beta = 0.1
+        at_ref = lora_npo.batch_npo(trained.module, {**batch, "ref_logp": torch.tensor([-nll])}, beta)
+        assert float(at_ref) == pytest.approx(2 / beta * math.log(2), rel=1e-5)
+        # reference NLL one nat per token higher: the model is already below it
+        worse_ref = torch.tensor([-(nll + n_tok)])
+        below = lora_npo.batch_npo(trained.module, {**batch, "ref_logp": worse_ref}, beta)
+        expected = -(2 / beta) * math.log(1 / (1 + math.exp(-beta)))
+        assert float(below) == pytest.approx(expected, rel=1e-4)

@@ -29,7 +29,6 @@ from bench.metrics import (  # noqa: F401 (imported to register the plugins)
     rwku,
     rwku_utility,
     semeval,
-    semeval_subtask,
     truth_ratio,
     uncertainty,
 )

@@ -122,27 +122,67 @@ def per_task_means(values: Sequence[Any], label: str) -> dict[str, float | None]
     return {f"{t}/{label}": (sum(s) / len(s) if s else None) for t, s in sums.items()}
 
 
-@derived("semeval_task_aggregate", "SemEval-2025 task aggregate: harmonic mean of 12 (forget as 1 - x)",
-         outputs=("semeval_task_aggregate",))
-def semeval_task_aggregate(forget_regurgitation: Sequence[Any], forget_knowledge: Sequence[Any],
-                           retain_regurgitation: Sequence[Any], retain_knowledge: Sequence[Any]
-                           ) -> dict[str, float | None]:
-    """Per-subtask means of the per-item values of both splits, then
-    :func:`bench.scores.semeval_task_aggregate`. Returns ``semeval_task_aggregate`` and
-    the 12 inputs as ``semeval_<split>_<Task>_<score>`` (a subtask without items of a kind
-    is missing, so the aggregate is ``None``: never computed over fewer than 12)."""
-    forget = {**per_task_means(forget_regurgitation, "regurgitation"), **per_task_means(forget_knowledge, "knowledge")}
-    retain = {**per_task_means(retain_regurgitation, "regurgitation"), **per_task_means(retain_knowledge, "knowledge")}
-    out: dict[str, float | None] = {"semeval_task_aggregate": scores.semeval_task_aggregate(forget, retain)}
-    for split, m in (("forget", forget), ("retain", retain)):
+def _aggregate(key: str, forget_regurgitation: Sequence[Any], forget_knowledge: Sequence[Any],
+               retain_regurgitation: Sequence[Any], retain_knowledge: Sequence[Any],
+               subtasks: Sequence[str]) -> dict[str, float | None]:
+    """Per-subtask means of the per-item values (``{"task", "score"}``) of both splits over
+    ``subtasks``, then :func:`bench.scores.semeval_task_aggregate` of the ``4 · len(subtasks)``
+    numbers (forget as ``1 − x``; a subtask without items of a kind -> ``None``, never a
+    mean over fewer). Returns ``key`` and the inputs as ``semeval_<split>_<Task>_<score>``.
+    A per-item value of another subtask -> BenchError (the set holds items it should not)."""
+    subtasks = tuple(subtasks)
+    unknown = [t for t in subtasks if t not in scores.SEMEVAL_TASKS]
+    if not subtasks or unknown:
+        raise BenchError(f"{key}: unknown subtask {unknown[0] if unknown else '(none)'!r} "
+                         f"(expected some of {', '.join(scores.SEMEVAL_TASKS)})")
+    splits = {"forget": (forget_regurgitation, forget_knowledge), "retain": (retain_regurgitation, retain_knowledge)}
+    means: dict[str, dict[str, float | None]] = {}
+    for split, (reg, know) in splits.items():
+        for values in (reg, know):
+            for v in values:
+                if v is not None and v.get("task") not in subtasks:
+                    raise BenchError(f"{key}: {split} set holds an item of subtask "
+                                     f"{v.get('task')!r}, not one of {', '.join(subtasks)}")
+        m = {**per_task_means(reg, "regurgitation"), **per_task_means(know, "knowledge")}
+        means[split] = {k: v for k, v in m.items() if k.split("/")[0] in subtasks}
+    out: dict[str, float | None] = {key: scores.semeval_task_aggregate(
+        means["forget"], means["retain"], expected=4 * len(subtasks))}
+    for split, m in means.items():
         for k, v in m.items():
             task, label = k.split("/")
             out[f"semeval_{split}_{task}_{label}"] = v
     return out
 
 
+@derived("semeval_task_aggregate", "SemEval-2025 task aggregate: harmonic mean of 12 (forget as 1 - x)",
+         outputs=("semeval_task_aggregate",))
+def semeval_task_aggregate(forget_regurgitation: Sequence[Any], forget_knowledge: Sequence[Any],
+                           retain_regurgitation: Sequence[Any], retain_knowledge: Sequence[Any]
+                           ) -> dict[str, float | None]:
+    """The organisers' 12-way aggregate over Task1-3 (:func:`_aggregate`). Higher = better."""
+    return _aggregate("semeval_task_aggregate", forget_regurgitation, forget_knowledge,
+                      retain_regurgitation, retain_knowledge, scores.SEMEVAL_TASKS)
+
+
 semeval_task_aggregate.higher_is_better = True  # type: ignore[attr-defined]
 semeval_task_aggregate.applies_to = "per-item regurgitation/knowledge of the forget and retain sets (derived)"  # type: ignore[attr-defined]
+
+
+@derived("semeval_subtask_aggregate",
+         "SemEval-2025 aggregate of the given subtasks: harmonic mean of 4 per subtask (forget as 1 - x)",
+         outputs=("semeval_subtask_aggregate",))
+def semeval_subtask_aggregate(forget_regurgitation: Sequence[Any], forget_knowledge: Sequence[Any],
+                              retain_regurgitation: Sequence[Any], retain_knowledge: Sequence[Any],
+                              subtasks: Sequence[str] = ("Task1",)) -> dict[str, float | None]:
+    """The organisers' ``compute_metrics`` on the data of ``subtasks`` only (4 numbers per
+    subtask; the single-subtask tasks ``semeval25-task1`` …), via :func:`_aggregate`.
+    Higher = better."""
+    return _aggregate("semeval_subtask_aggregate", forget_regurgitation, forget_knowledge,
+                      retain_regurgitation, retain_knowledge, subtasks)
+
+
+semeval_subtask_aggregate.higher_is_better = True  # type: ignore[attr-defined]
+semeval_subtask_aggregate.applies_to = "per-item regurgitation/knowledge of one subtask's forget and retain sets (derived)"  # type: ignore[attr-defined]
 
 
 @derived("semeval_final", "SemEval-2025 final score: mean of task aggregate, MIA score, MMLU (MMLU gate)",

@@ -774,6 +774,16 @@ def train(
     if device.type == "cpu" and sum(p.numel() for p in module.parameters()) < SMALL_MODEL_PARAMS:
         torch.set_num_threads(1)
     best, bad = math.inf, 0
+
+    def held_out(done: int) -> bool:
+        """Record the held-out loss after ``done`` steps; True when early stopping ends training."""
+        nonlocal best, bad
+        h = heldout_loss()
+        log.heldout.append((done, h))
+        best, bad = (h, 0) if h < best else (best, bad + 1)
+        log.stopped_early = bad >= opts.early_stop_patience
+        return log.stopped_early
+
     try:
         for epoch, groups in enumerate(plan):
             for group in groups:
@@ -814,25 +824,15 @@ def train(
                 done = len(log.losses)
                 if opts.checkpoint_every and done % opts.checkpoint_every == 0:
                     checkpoint(done)
-                if heldout_plan and opts.eval_every and done % opts.eval_every == 0:
-                    h = heldout_loss()
-                    log.heldout.append((done, h))
-                    best, bad = (h, 0) if h < best else (best, bad + 1)
-                    if bad >= opts.early_stop_patience:
-                        log.stopped_early = True
-                        break
+                if heldout_plan and opts.eval_every and done % opts.eval_every == 0 and held_out(done):
+                    break
             if log.stopped_early:
                 break
             done = len(log.losses)
             if opts.checkpoint_each_epoch and not (opts.checkpoint_every and done % opts.checkpoint_every == 0):
                 checkpoint(done)
-            if heldout_plan and not opts.eval_every:
-                h = heldout_loss()
-                log.heldout.append((done, h))
-                best, bad = (h, 0) if h < best else (best, bad + 1)
-                if bad >= opts.early_stop_patience:
-                    log.stopped_early = True
-                    break
+            if heldout_plan and not opts.eval_every and held_out(done):
+                break
     finally:
         bar.close()
         torch.set_num_threads(threads)

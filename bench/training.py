@@ -113,6 +113,7 @@ class TrainOptions:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     lora_targets: str = "all-linear"
+    group_by_length: bool = False  # HF Trainer's: batches of similar lengths (less padding)
 
     def check(self) -> None:
         """BenchError naming the first option out of range."""
@@ -256,20 +257,60 @@ def collate(examples: Sequence[Mapping[str, Sequence[int]]], pad: int) -> Batch:
 # ----------------------------------------------------------------------------- losses
 
 
-def token_nll(model: Any, batch: Batch) -> tuple[Any, Any]:
-    """Per-token answer NLL ``[B, T-1]`` (0 where unlabelled) and the label mask ``[B, T-1]``.
+def answer_window(labels: Any) -> tuple[int, int]:
+    """``(lo, hi)``: the positions ``lo <= t < hi`` whose next token is a label in some row
+    of ``labels`` [B, T] (right-padded QA batches: from the shortest prompt to the end).
+    Logits outside it are never scored, so the LM head can skip them."""
+    cols = (labels[:, 1:] != IGNORE).any(dim=0).nonzero()
+    if cols.numel() == 0:
+        return 0, labels.shape[1] - 1
+    return int(cols[0]), int(cols[-1]) + 1
 
-    Position t scores token t+1 given tokens ≤ t; logits are upcast to float32.
+
+def _accepts_logits_to_keep(model: Any) -> bool:
+    import inspect
+
+    target = model
+    while True:  # a peft wrapper forwards **kwargs to the model it wraps
+        try:
+            params = inspect.signature(target.forward).parameters
+        except (TypeError, ValueError):
+            return False
+        if "logits_to_keep" in params:
+            return True
+        inner = getattr(target, "base_model", None)
+        inner = getattr(inner, "model", inner) if inner is not None and inner is not target else None
+        if inner is None or inner is target:
+            return False
+        target = inner
+
+
+def token_nll(model: Any, batch: Batch) -> tuple[Any, Any]:
+    """Per-token answer NLL ``[B, K]`` (0 where unlabelled) and the label mask ``[B, K]``.
+
+    Position t scores token t+1 given tokens ≤ t; logits are upcast to float32. The K
+    columns are the positions of :func:`answer_window` (the LM head and the softmax run only
+    there, through Hugging Face's ``logits_to_keep`` where the model takes it; the values
+    are the same as from the full logits); sum or average over dim 1 for per-sequence values.
     """
+    import torch
     import torch.nn.functional as F
 
+    labels = batch["labels"]
+    lo, hi = answer_window(labels)
+    kwargs: dict[str, Any] = {}
+    if (lo > 0 or hi < labels.shape[1] - 1) and _accepts_logits_to_keep(model):
+        kwargs["logits_to_keep"] = torch.arange(lo, hi, device=labels.device)
+        sl = slice(None)
+    else:
+        sl = slice(lo, hi)
     logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **kwargs
     ).logits
-    labels = batch["labels"][:, 1:]
-    logits = logits[:, :-1].float()
-    nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
-    return nll, labels != IGNORE
+    logits = logits[:, sl].float()
+    target = labels[:, lo + 1:hi + 1]
+    nll = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE, reduction="none")
+    return nll, target != IGNORE
 
 
 def batch_nll(model: Any, batch: Batch, reduction: str = "sum") -> Any:
@@ -485,11 +526,18 @@ class _Row:
     refusal: int | None = None
 
 
+MEGABATCH = 50  # group_by_length sorts mega-batches of this many micro-batches (HF's LengthGroupedSampler)
+
+
 def _plan(n: dict[str, int], anchor: str, order_pool: list[int], opts: TrainOptions, gen: Any,
-          n_refusals: int, total: int, micro_per_epoch: int) -> list[list[list[_Row]]]:
+          n_refusals: int, total: int, micro_per_epoch: int,
+          lengths: Sequence[int] | None = None) -> list[list[list[_Row]]]:
     """Epochs → groups → micro-batches of rows, drawn up front (same draws as before: a
     permutation per epoch, then per micro-batch a uniform row of every other split, then
-    one refusal index per row)."""
+    one refusal index per row). With ``opts.group_by_length`` (and the anchor's token
+    ``lengths``) each epoch's permutation is cut into mega-batches of
+    :data:`MEGABATCH` micro-batches, each sorted by length, longest first, as Hugging Face's
+    ``LengthGroupedSampler`` does: micro-batches hold similar lengths, so little padding."""
     import torch
 
     epochs: list[list[list[_Row]]] = []
@@ -497,6 +545,10 @@ def _plan(n: dict[str, int], anchor: str, order_pool: list[int], opts: TrainOpti
     while steps < total:
         perm = torch.randperm(len(order_pool), generator=gen).tolist()
         order = [order_pool[i] for i in perm]
+        if opts.group_by_length and lengths is not None:
+            mega = MEGABATCH * opts.batch_size
+            order = [i for m0 in range(0, len(order), mega)
+                     for i in sorted(order[m0:m0 + mega], key=lambda i: -lengths[i])]
         groups = []
         for g0 in range(0, micro_per_epoch, opts.grad_accum):
             if steps >= total:
@@ -645,7 +697,8 @@ def train(
     total = opts.max_steps if opts.max_steps is not None else steps_per_epoch * opts.epochs
     warmup = int((opts.warmup_epochs * n) // (opts.batch_size * opts.grad_accum))
     sizes = {k: len(v) for k, v in encoded.items()}
-    plan = _plan(sizes, anchor, pool, opts, gen, len(refusals) if views else 0, total, micro_per_epoch)
+    plan = _plan(sizes, anchor, pool, opts, gen, len(refusals) if views else 0, total, micro_per_epoch,
+                 [len(e["input_ids"]) for e in encoded[anchor]])
     heldout_plan: list[list[_Row]] = []
     if heldout_pool:
         hgen = torch.Generator().manual_seed(opts.seed + 2)

@@ -156,11 +156,97 @@ def finetune_settings(alias: Any) -> dict[str, Any]:
     return base
 
 
+def _finetune_into(tmp: Path, base_path: str, prompt_style: str | None, system_prompt: str | None,
+                   model_name: str, split: str, items: list[Item], ft: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Fine-tune a fresh copy of ``base_path`` on ``items`` and save it into ``tmp`` (the
+    body of one prepared model; a top-level function so a worker process can run it)."""
+    from bench import models
+    from bench.training import finetune
+
+    t0 = time.time()
+    bundle = models.load_bundle(base_path, prompt_style=prompt_style, system_prompt=system_prompt, name=model_name)
+    _seed_all(PREPARE_SEED)
+    finetune(bundle, items, seed=PREPARE_SEED, desc=f"prepare {split} model ({model_name}, {len(items)} QA)", **ft)
+    models.save_bundle(bundle, tmp)
+    atomic_write_json(tmp / "bench_prepared.json", {
+        **meta, "split": split, "items": len(items), "finetune": ft, "seconds": round(time.time() - t0, 2),
+    })
+
+
+def _build_cached(target: Path, *args: Any) -> Path:
+    """``target`` if it is there, else :func:`_finetune_into` it (atomically: a kill leaves no half model)."""
+    from functools import partial
+
+    return cached_dir(target, partial(_finetune_into_tmp, args))
+
+
+def _finetune_into_tmp(args: tuple[Any, ...], tmp: Path) -> None:
+    _finetune_into(tmp, *args)
+
+
+def _build_beside(target: Path, args: tuple[Any, ...]) -> Any:
+    """Start :mod:`bench.prepare_worker` building ``target`` in its own process; returns
+    ``wait(stop=False)``: waits for it (``stop``: terminates it first) and raises BenchError
+    with the worker's reason if it failed."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    fd, job = tempfile.mkstemp(prefix="bench-prepare-", suffix=".pkl")
+    with open(fd, "wb") as f:
+        pickle.dump((str(target), args), f)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.prepare_worker", job])
+
+    def wait(stop: bool = False) -> None:
+        if stop:
+            proc.terminate()
+        rc = proc.wait()
+        err = Path(job + ".error")
+        reason = err.read_text() if err.exists() else f"exit status {rc}"
+        for p in (Path(job), err):
+            p.unlink(missing_ok=True)
+        if rc != 0 and not stop:
+            raise BenchError(f"prepare: the worker building {target.name} failed: {reason}")
+
+    return wait
+
+
+def parallel_prepare_ok(base_path: Path | str) -> bool:
+    """Whether the two prepared models may be fine-tuned side by side, one per CPU core: only
+    for a small local model (safetensors under ~80 MB: it trains on one thread, see
+    :data:`bench.training.SMALL_MODEL_PARAMS`) on CPU with at least two cores;
+    ``$BENCH_PREPARE_PARALLEL=0`` turns it off. Each model trains on one thread either way,
+    so the weights are the same bit for bit as one after the other."""
+    import os
+
+    if os.environ.get("BENCH_PREPARE_PARALLEL", "1").lower() in ("0", "false", "off", "no"):
+        return False
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    if cores < 2:
+        return False
+    files = list(Path(base_path).glob("*.safetensors")) if Path(base_path).is_dir() else []
+    if not files or sum(f.stat().st_size for f in files) > 80_000_000:
+        return False
+    try:
+        import torch
+
+        return not torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
 def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prepared:
     """Build (or reuse) the target and retain-only models of ``task`` from base ``spec.model``,
-    and their reference evaluations (ordinary ``method none`` runs, cached)."""
+    and their reference evaluations (ordinary ``method none`` runs, cached). When both models
+    must be built from a small model on a multi-core CPU, the retain-only model is
+    fine-tuned in a worker process while this one fine-tunes the target
+    (:func:`parallel_prepare_ok`)."""
     from bench import checks, models
-    from bench.provenance import dir_fingerprint
+    from bench.provenance import dir_fingerprint, spec_hash
 
     checks.check_backend_available(spec.backend)  # the reference runs need it: fail before training
     base_path, alias = models.resolve(spec.model, data, task.family)
@@ -170,35 +256,7 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
     prompt_key = {k: v for k, v in (("prompt_style", spec.prompt_style), ("system_prompt", spec.system_prompt))
                   if v not in (None, "auto")}  # empty for the defaults: cache keys unchanged
     ft_key = json.dumps({**ft, **prompt_key}, sort_keys=True)
-
-    def build(split: str, items: list[Item]) -> Path:
-        from bench.provenance import spec_hash
-
-        key = f"{split}-{_items_hash(items)}-{spec_hash(ft_key)[:8]}"
-        target = root / key
-        if target.exists():
-            log(f"prepare: reusing {split} model {target}")
-            return target
-
-        def _build(tmp: Path) -> None:
-            from bench.training import finetune
-
-            t0 = time.time()
-            bundle = models.load_bundle(base_path, prompt_style=spec.prompt_style,
-                                        system_prompt=spec.system_prompt, name=spec.model)
-            _seed_all(PREPARE_SEED)
-            finetune(bundle, items, seed=PREPARE_SEED,
-                     desc=f"prepare {split} model ({spec.model}, {len(items)} QA)", **ft)
-            models.save_bundle(bundle, tmp)
-            atomic_write_json(tmp / "bench_prepared.json", {
-                "base": spec.model, "base_fingerprint": base_fp, "split": split,
-                "task_family": task.family, "items": len(items), "finetune": ft,
-                "seconds": round(time.time() - t0, 2),
-            })
-
-        log(f"prepare: fine-tuning the {split} model from {spec.model} on {len(items)} items "
-            f"({', '.join(f'{k} {v}' for k, v in ft.items())})")
-        return cached_dir(target, _build)
+    meta = {"base": spec.model, "base_fingerprint": base_fp, "task_family": task.family}
 
     replay = models.general_knowledge(data) if alias is not None and alias.replay_general_knowledge else []
     def with_replay(items: Any) -> Any:  # general-knowledge QA mixes only into QA splits
@@ -206,8 +264,33 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
 
         return items if not replay or split_format(items) != "model" else list(items) + replay
 
-    target_dir = build("full", with_replay(data.full))
-    retain_dir = build(task.reference_key or "retain", with_replay(data.retain))
+    jobs = {"full": with_replay(data.full), task.reference_key or "retain": with_replay(data.retain)}
+    paths = {split: root / f"{split}-{_items_hash(items)}-{spec_hash(ft_key)[:8]}" for split, items in jobs.items()}
+    todo = []
+    for split, items in jobs.items():
+        if paths[split].exists():
+            log(f"prepare: reusing {split} model {paths[split]}")
+        else:
+            log(f"prepare: fine-tuning the {split} model from {spec.model} on {len(items)} items "
+                f"({', '.join(f'{k} {v}' for k, v in ft.items())})")
+            todo.append(split)
+
+    def args(split: str) -> tuple[Any, ...]:
+        return (str(base_path), spec.prompt_style, spec.system_prompt, spec.model, split, jobs[split], ft, meta)
+
+    if len(todo) == 2 and parallel_prepare_ok(base_path):
+        log(f"prepare: the {todo[1]} model trains in a worker process beside the {todo[0]} model (one core each)")
+        wait = _build_beside(paths[todo[1]], args(todo[1]))
+        try:
+            _build_cached(paths[todo[0]], *args(todo[0]))
+        except BaseException:
+            wait(stop=True)
+            raise
+        wait()
+    else:
+        for split in todo:
+            _build_cached(paths[split], *args(split))
+    target_dir, retain_dir = (paths[s] for s in jobs)
     retain_run = reference_run(spec, str(retain_dir), task, data, log)
     target_run = reference_run(spec, str(target_dir), task, data, log, reference=str(retain_run))
     return Prepared(target_dir, retain_dir, target_run, retain_run)

@@ -257,60 +257,20 @@ def collate(examples: Sequence[Mapping[str, Sequence[int]]], pad: int) -> Batch:
 # ----------------------------------------------------------------------------- losses
 
 
-def answer_window(labels: Any) -> tuple[int, int]:
-    """``(lo, hi)``: the positions ``lo <= t < hi`` whose next token is a label in some row
-    of ``labels`` [B, T] (right-padded QA batches: from the shortest prompt to the end).
-    Logits outside it are never scored, so the LM head can skip them."""
-    cols = (labels[:, 1:] != IGNORE).any(dim=0).nonzero()
-    if cols.numel() == 0:
-        return 0, labels.shape[1] - 1
-    return int(cols[0]), int(cols[-1]) + 1
-
-
-def _accepts_logits_to_keep(model: Any) -> bool:
-    import inspect
-
-    target = model
-    while True:  # a peft wrapper forwards **kwargs to the model it wraps
-        try:
-            params = inspect.signature(target.forward).parameters
-        except (TypeError, ValueError):
-            return False
-        if "logits_to_keep" in params:
-            return True
-        inner = getattr(target, "base_model", None)
-        inner = getattr(inner, "model", inner) if inner is not None and inner is not target else None
-        if inner is None or inner is target:
-            return False
-        target = inner
-
-
 def token_nll(model: Any, batch: Batch) -> tuple[Any, Any]:
-    """Per-token answer NLL ``[B, K]`` (0 where unlabelled) and the label mask ``[B, K]``.
+    """Per-token answer NLL ``[B, T-1]`` (0 where unlabelled) and the label mask ``[B, T-1]``.
 
-    Position t scores token t+1 given tokens ≤ t; logits are upcast to float32. The K
-    columns are the positions of :func:`answer_window` (the LM head and the softmax run only
-    there, through Hugging Face's ``logits_to_keep`` where the model takes it; the values
-    are the same as from the full logits); sum or average over dim 1 for per-sequence values.
+    Position t scores token t+1 given tokens ≤ t; logits are upcast to float32.
     """
-    import torch
     import torch.nn.functional as F
 
-    labels = batch["labels"]
-    lo, hi = answer_window(labels)
-    kwargs: dict[str, Any] = {}
-    if (lo > 0 or hi < labels.shape[1] - 1) and _accepts_logits_to_keep(model):
-        kwargs["logits_to_keep"] = torch.arange(lo, hi, device=labels.device)
-        sl = slice(None)
-    else:
-        sl = slice(lo, hi)
     logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **kwargs
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
     ).logits
-    logits = logits[:, sl].float()
-    target = labels[:, lo + 1:hi + 1]
-    nll = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE, reduction="none")
-    return nll, target != IGNORE
+    labels = batch["labels"][:, 1:]
+    logits = logits[:, :-1].float()
+    nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+    return nll, labels != IGNORE
 
 
 def batch_nll(model: Any, batch: Batch, reduction: str = "sum") -> Any:

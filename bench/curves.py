@@ -36,7 +36,10 @@ Conventions
   states (python, numpy, torch CPU and CUDA) are saved before and restored after, and the
   evaluation uses the thread count the run had before training (the loop trains small
   models on one thread). A run with ``--eval-every`` ends with the same weights and results
-  as one without (tests/test_eval_every.py checks it).
+  as one without (tests/test_eval_every.py checks it). The last checkpoint of a method
+  that returns its trained model is the final model (same fingerprint): its values are the
+  final evaluation's, exactly when the chosen sets are all the step's sets, else up to the
+  float rounding of another batching of the requests.
 * Resume: each point is written at once (atomically) to ``<run>/curves/<k>.json``. A step
   resumed from its unlearned checkpoint keeps its finished curve; a step whose training
   reruns reuses a stored point whose model fingerprint matches (no re-evaluation).

@@ -223,6 +223,11 @@ def _print_summary(run_dir: Path) -> None:
     for set_name, d in (res.get("sets") or {}).items():
         for key, note in (d.get("notes") or {}).items():
             print(f"  ({set_name}/{key} missing: {note})")
+    for curve in res.get("curves") or []:
+        pts = curve.get("points") or []
+        where = f" ({curve.get('step')})" if len(res["curves"]) > 1 else ""
+        print(f"  along training{where}: {len(pts)} point(s) at optimizer steps "
+              f"{', '.join(str(p.get('train_step')) for p in pts) or '-'}" + (f"; {curve['note']}" if curve.get("note") else ""))
     if res.get("attacks"):
         from bench.report import attack_tables
 

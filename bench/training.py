@@ -53,8 +53,9 @@ Conventions
   network with its adapters disabled (no second copy). See :mod:`bench.lora`.
 * Checkpoints: every ``checkpoint_every`` optimizer steps and/or at each epoch end
   (``checkpoint_each_epoch``), ``on_checkpoint(step, bundle)`` is called (argument, else
-  the hook installed by :func:`training_hooks`) with the module in eval mode; the hook
-  must not modify the module (with LoRA it is the adapter-wrapped peft model).
+  the hook installed by :func:`training_hooks`, which may also set the cadence) with the
+  module in eval mode; the hook must not modify the module (with LoRA it is the
+  adapter-wrapped peft model). ``bench run --eval-every`` is such a hook (bench/curves.py).
 * Early stopping (``early_stop_patience > 0``): ``early_stop_fraction`` of the anchor
   split is held out (a seeded choice), the method's loss is evaluated on it without
   gradients every ``eval_every`` steps (0: each epoch), and training stops after
@@ -457,7 +458,7 @@ def training_hooks(on_checkpoint: CheckpointHook | None = None, every: int | Non
 def checkpoint_info() -> dict[str, Any] | None:
     """Inside an ``on_checkpoint`` call: ``{"step", "epoch", "total_steps", "desc"}`` of the
     :func:`train` call (``epoch``: epochs done, optimizer steps / steps per epoch, rounded to
-    4 places; an epoch-end checkpoint gives a whole number); ``None`` elsewhere."""
+    4 places: whole at an epoch end, except a last epoch cut by ``max_steps``); ``None`` elsewhere."""
     return _CHECKPOINT.get()
 
 

@@ -31,6 +31,7 @@ atomically, and a run is resumable:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import random
@@ -77,6 +78,8 @@ class RunSpec:
     original: str | None = None  # θ0, the model before fine-tuning on the task (task vectors, WME)
     attacks: list[str] = field(default_factory=list)  # --attack NAME (repeatable)
     attack_options: dict[str, str] = field(default_factory=dict)  # --attack-set [NAME.]key=value
+    eval_every: int | str | None = None  # --eval-every N|epoch: evaluate along training (bench.curves)
+    eval_sets: list[str] | str | None = None  # --eval-sets a,b: the sets of those evaluations
 
 
 @dataclass
@@ -304,7 +307,7 @@ def reference_run(spec: RunSpec, model: str, task: Task, data: TaskData, log: Lo
 
     ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"),
                        as_is=True, reference=reference, overwrite=False, save_model=False,
-                       attacks=[], attack_options={}, train_limit=None)
+                       attacks=[], attack_options={}, train_limit=None, eval_every=None, eval_sets=None)
     return run(ref_spec, log=log, _data=(task, data))
 
 
@@ -327,6 +330,7 @@ class RunPlan:
     steps: list[Step]
     original: Path | str | None = None  # θ0 (--original; a prepared alias's base model is added later)
     needs_original: bool = False  # the method edits with task vectors (tv, wme-*)
+    curves: Any = None  # bench.curves.CurvePlan: --eval-every (None without)
 
 
 @dataclass
@@ -385,8 +389,11 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
     if original is None and needs_original and (alias is None or spec.as_is):
         raise BenchError(f"method '{method_name}' needs the original (pre-fine-tuning) model θ0: "
                          "give --original MODEL (a prepared alias uses its base model)")
+    from bench.curves import plan_curves
+
+    curves = plan_curves(spec, method_name, method_fn, task, data, steps)  # --eval-every / --eval-sets
     return RunPlan(spec, task, data, method_name, method_fn, options, backend_name, alias, path, steps, original,
-                   bool(needs_original))
+                   bool(needs_original), curves)
 
 
 def resolve_models(rp: RunPlan, log: Log) -> Models:
@@ -418,10 +425,11 @@ def resolve_models(rp: RunPlan, log: Log) -> Models:
 
 def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log,
                  initial: Path | str | None = None,
-                 original: Path | str | None = None) -> tuple[Any, Path | None]:
+                 original: Path | str | None = None, on_checkpoint: Any = None) -> tuple[Any, Path | None]:
     """Stage 3 (per step): the model after step ``k``'s unlearning, from model ``start``
     (``initial``: the target before any step, for methods whose reference is it;
-    ``original``: θ0, the model before fine-tuning on the task, for task-vector methods).
+    ``original``: θ0, the model before fine-tuning on the task, for task-vector methods;
+    ``on_checkpoint``: the ``--eval-every`` hook, installed with the run's cadence).
 
     Returns ``(bundle, checkpoint dir or None)``. A checkpoint of a killed run is reused.
     """
@@ -449,8 +457,14 @@ def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log
     where = f" (step {k + 1}/{len(rp.steps)}: {step.name})" if len(rp.steps) > 1 else ""
     log(f"run: unlearning with {rp.method_name} {rp.options}{where}")
     forget, retain = (checks.cap_split(s, spec.train_limit) for s in (step.forget, step.retain))
-    bundle = checks.call_method(rp.method_fn, bundle, forget, retain, kwargs, rp.method_name,
-                                log_path=run_dir / "run.log")
+    hooks = contextlib.nullcontext()
+    if on_checkpoint is not None and rp.curves is not None:
+        from bench.training import training_hooks
+
+        hooks = training_hooks(on_checkpoint, every=rp.curves.every, each_epoch=rp.curves.each_epoch)
+    with hooks:
+        bundle = checks.call_method(rp.method_fn, bundle, forget, retain, kwargs, rp.method_name,
+                                    log_path=run_dir / "run.log")
     with atomic_dir(ckpt) as tmp:
         models.save_bundle(bundle, tmp)
     return bundle, ckpt
@@ -668,6 +682,11 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         resolved[f"reference_{role}"] = str(models_.references[role])
     if attacks:
         resolved["attacks"] = {a.name: a.record() for a in attacks}
+    if rp.curves is not None:  # recorded and hashed only when given (see bench.curves)
+        resolved["eval_along_training"] = rp.curves.record()  # {"eval_every", "eval_sets"}
+        from bench.curves import describe
+
+        log(f"run: evaluating along training {describe(rp.curves)}")
     # recorded (and hashed) only when set, so that the default runs keep their directories
     resolved.update({k: v for k, v in (("system_prompt", spec.system_prompt),
                                        ("train_limit", spec.train_limit)) if v is not None})
@@ -679,6 +698,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     if spec.overwrite:
         shutil.rmtree(run_dir / "steps", ignore_errors=True)
         shutil.rmtree(run_dir / "attacks", ignore_errors=True)
+        shutil.rmtree(run_dir / "curves", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "spec.json", {"spec": asdict(spec), "resolved": resolved})
 
@@ -703,8 +723,19 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             start = nxt if nxt.exists() else start
             continue
         t0 = time.time()
-        bundle, ckpt = unlearn_step(rp, k, start, run_dir, log, target, models_.original)  # 3. unlearn
+        recorder = None
+        if rp.curves is not None:  # --eval-every: the checkpoint hook of this step's training
+            from bench.curves import CurveRecorder
+
+            def refs_for(prompt: dict[str, Any], k: int = k, prev: Any = previous) -> dict[str, Any]:
+                return _step_references(models_, k, prompt, [es for es in rp.steps[k].eval_sets
+                                                             if es.name in rp.curves.sets], prev)
+
+            recorder = CurveRecorder(rp, k, rp.curves, run_dir, refs_for, log)
+        bundle, ckpt = unlearn_step(rp, k, start, run_dir, log, target, models_.original,  # 3. unlearn
+                                    on_checkpoint=recorder)
         unlearn_s = round(time.time() - t0, 3)
+        curve = recorder.finish(rp.method_name) if recorder is not None else None
         training = list(bundle.provenance.get("training", []))
         prompt = bundle.prompt.to_dict()
         fingerprint = bundle.fingerprint()
@@ -724,6 +755,8 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             "model_fingerprint": fingerprint, "training": training,
             "timings": {"unlearn_s": unlearn_s, "answer_s": answer_s, "score_s": round(time.time() - t0, 3)},
         }
+        if curve is not None:
+            row["curve"] = curve
         atomic_write_json(done, {**row, "_samples": samples, "_info": info, "_prompt": prompt})  # 6. write step
         rows.append(row)
         all_samples.extend(samples)
@@ -768,7 +801,7 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
         "aggregates": last["aggregates"],
         "derived_notes": last["derived_notes"],
         "sets": last["sets"],
-        "steps": [{k: v for k, v in r.items() if k not in ("sets",)} for r in rows],
+        "steps": [{k: v for k, v in r.items() if k not in ("sets", "curve")} for r in rows],
         "headline": list(rp.task.headline),
         "frontier": {"efficacy": rp.task.frontier[0], "utility": rp.task.frontier[1],
                      "efficacy_higher_is_better": rp.task.efficacy_higher_is_better},
@@ -794,6 +827,8 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
         results["sets_per_step"] = [r["sets"] for r in rows]
     if attacks:
         results["attacks"] = attacks
+    if any("curve" in r for r in rows):  # --eval-every: one curve per step (bench.curves)
+        results["curves"] = [r["curve"] for r in rows if "curve" in r]
     atomic_write_text(run_dir / "samples.jsonl",
                       "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     atomic_write_json(run_dir / "results.json", results)

@@ -141,7 +141,7 @@ class LazyTensors:
 
     def get(self, name: str) -> Any:
         if name not in self.names:
-            raise BenchError(f"tensor '{name}' missing from {name}")
+            raise BenchError(f"tensor {name!r} missing from the saved tensors")
         return self._f.get_tensor(name)
 
 

@@ -90,6 +90,8 @@ def worker(args: argparse.Namespace) -> dict:
            "cuda_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
            "forget": len(data.forget), "retain": len(data.retain),
            "steps": [t["steps"] for t in bundle.provenance.get("training", [])],
+           "train_s": [round(t["seconds"], 3) for t in bundle.provenance.get("training", []) if "seconds" in t],
+           "phases_s": (bundle.provenance.get("editing") or [{}])[-1].get("seconds"),
            "options": {k: v for k, v in options.items() if k in raw or k in overrides}}
     return out
 
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'method':<12} {'wall s':>9} {'peak RSS MiB':>13} {'extra MiB':>10} {'CUDA MiB':>9}  steps")
     for m, r in rows.items():
         cuda = "-" if r["cuda_peak_mib"] is None else f"{r['cuda_peak_mib']:.0f}"
-        print(f"{m:<12} {r['wall_s']:>9.2f} {r['peak_rss_mib']:>13.1f} {r['extra_rss_mib']:>10.1f} {cuda:>9}  {r['steps']}")
+        print(f"{m:<12} {r['wall_s']:>9.2f} {r['peak_rss_mib']:>13.1f} {r['extra_rss_mib']:>10.1f} {cuda:>9}  {r['steps']}"
+              f"  train s {r['train_s']}" + (f"  phases s {r['phases_s']}" if r.get("phases_s") else ""))
     ratios = {}
     for a, b, key in PAIRS:
         if a in rows and b in rows and rows[b][key]:

@@ -59,6 +59,8 @@ def _finetune_forget(b: ModelBundle, forget: Sequence[Item], train: TrainOptions
 def edit(model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item], train: TrainOptions, ctx: Any,
          name: str, *, base: str = "original", scale: float = 1.0, wme: dict[str, Any] | None = None) -> ModelBundle:
     """Shared body of tv / wme-*: θ_fgt from θ0 (or θ_full), optional W, the edit."""
+    import time
+
     import torch
 
     from bench.editing import LazyTensors, apply_edit, dataset_gradients, save_tensors, wme_weight
@@ -67,9 +69,11 @@ def edit(model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item], tra
         raise BenchError(f"{name}: sample_fraction must be in (0, 1], got {wme['sample_fraction']}")
     src = _load_original(model, ctx, name) if base == "original" else ModelBundle(
         _clone(model.module), model.tokenizer, model.prompt, model.name)
+    seconds: dict[str, float] = {}  # wall time per phase (perf_counter), for the run's log
     with tempfile.TemporaryDirectory(prefix="bench-edit-") as tmp:
         tmpd = Path(tmp)
         grads: dict[str, LazyTensors] = {}
+        t = time.perf_counter()
         if wme is not None and wme["weighting"] in ("ratio", "softmax"):
             at = src if wme["grads_at"] == "theta0" else model
             for split, items in (("forget", forget), ("retain", retain)):
@@ -77,9 +81,15 @@ def edit(model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item], tra
                                       max_length=train.max_length, batch_size=wme["grad_batch_size"])
                 grads[split] = LazyTensors(save_tensors(g, tmpd / f"g_{split}.safetensors"))
                 del g
+                seconds[f"grad_{split}"] = round(time.perf_counter() - t, 3)
+                t = time.perf_counter()
         theta0 = LazyTensors(save_tensors({k: v.detach().cpu() for k, v in src.module.named_parameters()},
                                           tmpd / "theta0.safetensors"))
+        seconds["save_theta0"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
         _finetune_forget(src, forget, train, f"{name}: fine-tune on forget")
+        seconds["finetune"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
         gen = torch.Generator().manual_seed(train.seed)
 
         def weight(pname: str, tv: Any) -> Any:
@@ -90,11 +100,12 @@ def edit(model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item], tra
                               generator=gen)
 
         stats = apply_edit(model.module, src.module, theta0, weight if wme is not None else None, scale)
+        seconds["edit"] = round(time.perf_counter() - t, 3)
     model.module.eval()
     total = sum(p.numel() for p in model.module.parameters())
     mean_w = sum(stats[n] * p.numel() for n, p in model.module.named_parameters()) / max(1, total)
     model.provenance.setdefault("editing", []).append(
-        {"method": name, "base": base, "scale": scale, "wme": wme, "mean_W": round(mean_w, 6),
+        {"method": name, "base": base, "scale": scale, "wme": wme, "mean_W": round(mean_w, 6), "seconds": seconds,
          "original": getattr(ctx, "original_model", None) if base == "original" else None})
     model.provenance["training"] = model.provenance.get("training", []) + src.provenance.get("training", [])
     return model

@@ -395,6 +395,9 @@ def test_editing_methods_forget_and_keep_contract(trained, original_dir, name):
     assert b.provenance["editing"][-1]["method"] == name
     mean_w = b.provenance["editing"][-1]["mean_W"]
     assert mean_w == 1.0 if name == "tv" else 0 < mean_w < 1
+    phases = b.provenance["editing"][-1]["seconds"]  # where an edit's wall time goes
+    want = {"save_theta0", "finetune", "edit"} | (set() if name == "tv" else {"grad_forget", "grad_retain"})
+    assert set(phases) == want and all(v >= 0 for v in phases.values())
 
 
 def test_editing_needs_the_original(trained):

@@ -737,6 +737,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         unlearn_s = round(time.time() - t0, 3)
         curve = recorder.finish(rp.method_name) if recorder is not None else None
         training = list(bundle.provenance.get("training", []))
+        editing = list(bundle.provenance.get("editing", []))  # tv / wme: mean W, seconds per phase
         prompt = bundle.prompt.to_dict()
         fingerprint = bundle.fingerprint()
         t0 = time.time()
@@ -757,6 +758,8 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         }
         if curve is not None:
             row["curve"] = curve
+        if editing:
+            row["editing"] = editing
         atomic_write_json(done, {**row, "_samples": samples, "_info": info, "_prompt": prompt})  # 6. write step
         rows.append(row)
         all_samples.extend(samples)

@@ -71,6 +71,8 @@ class RunSpec:
     prompt_style: str = "auto"
     system_prompt: str | None = None  # chat styles: the system turn (bench.prompts)
     train_limit: int | None = None  # the method sees the first N forget / retain items only
+    prepare_limit: int | None = None  # prepared models: forget + first N retain items / first N retain
+    prepare_options: dict[str, str] = field(default_factory=dict)  # --prepare-set key=value (fine-tuning)
     cache: bool = True
     overwrite: bool = False
     save_model: bool = False
@@ -149,11 +151,33 @@ def load_task(spec: RunSpec) -> tuple[Task, TaskData]:
 PREPARE_SEED = 0
 
 
-def finetune_settings(alias: Any) -> dict[str, Any]:
-    base = {"epochs": 5, "lr": 1e-5, "batch_size": 16}  # TOFU fine-tuning scale (locuslab/tofu)
+def finetune_settings(alias: Any, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    """The prepare fine-tuning settings: TOFU's scale, the alias' own, then ``--prepare-set``
+    (``overrides``: any :func:`bench.training.finetune` option but seed/desc/progress,
+    typed by its annotations; a BenchError names an unknown key)."""
+    base: dict[str, Any] = {"epochs": 5, "lr": 1e-5, "batch_size": 16}  # TOFU fine-tuning scale (locuslab/tofu)
     if alias is not None:
         base.update(dict(alias.finetune))
+    if overrides:
+        from bench.adapters import parse_options
+        from bench.training import finetune
+
+        fixed = sorted(set(overrides) & {"seed", "desc", "progress"})
+        if fixed:
+            raise BenchError(f"--prepare-set: option '{fixed[0]}' is fixed by bench prepare "
+                             "(accepted: epochs, lr, batch_size, grad_accum, weight_decay, ...)")
+        base.update(parse_options(finetune, dict(overrides), "--prepare-set", kind="prepare", positional=2))
     return base
+
+
+def prepare_splits(data: TaskData, limit: int | None) -> tuple[list[Item], list[Item]]:
+    """The (target, retain-only) fine-tuning items: ``(full, retain)``, or with
+    ``--prepare-limit N`` ``(forget + retain[:N], retain[:N])`` — a quick pair that, like
+    the full one, differs only by the forget set (every forget item stays in the target)."""
+    if limit is None:
+        return list(data.full), list(data.retain)
+    retain = list(data.retain)[:limit]
+    return list(data.forget) + retain, retain
 
 
 def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prepared:
@@ -163,8 +187,9 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
     from bench.provenance import dir_fingerprint
 
     checks.check_backend_available(spec.backend)  # the reference runs need it: fail before training
+    checks.check_limit(spec.prepare_limit, "--prepare-limit")
+    ft = finetune_settings(models.ALIASES.get(spec.model), spec.prepare_options)  # checked before any build
     base_path, alias = models.resolve(spec.model, data, task.family)
-    ft = finetune_settings(alias)
     base_fp = dir_fingerprint(base_path)[:10]
     root = cache_dir() / "prepared" / task.family / f"{_slug(spec.model)}-{base_fp}"
     prompt_key = {k: v for k, v in (("prompt_style", spec.prompt_style), ("system_prompt", spec.system_prompt))
@@ -206,8 +231,9 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
 
         return items if not replay or split_format(items) != "model" else list(items) + replay
 
-    target_dir = build("full", with_replay(data.full))
-    retain_dir = build(task.reference_key or "retain", with_replay(data.retain))
+    full_items, retain_items = prepare_splits(data, spec.prepare_limit)
+    target_dir = build("full", with_replay(full_items))
+    retain_dir = build(task.reference_key or "retain", with_replay(retain_items))
     retain_run = reference_run(spec, str(retain_dir), task, data, log)
     target_run = reference_run(spec, str(target_dir), task, data, log, reference=str(retain_run))
     return Prepared(target_dir, retain_dir, target_run, retain_run)
@@ -221,7 +247,8 @@ def reference_run(spec: RunSpec, model: str, task: Task, data: TaskData, log: Lo
 
     ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"),
                        as_is=True, reference=reference, overwrite=False, save_model=False,
-                       attacks=[], attack_options={}, train_limit=None)
+                       attacks=[], attack_options={}, train_limit=None,
+                       prepare_limit=None, prepare_options={})
     return run(ref_spec, log=log, _data=(task, data))
 
 
@@ -266,6 +293,7 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
         raise BenchError(f"step_reference must be 'initial' or 'previous', got {spec.step_reference!r}")
     checks.check_seed(spec.seed)
     checks.check_limit(spec.train_limit, "--train-limit")
+    checks.check_limit(spec.prepare_limit, "--prepare-limit")
     checks.check_out_dir(spec.out)
     task, data = _data if _data is not None else load_task(spec)
     method_name, method_fn = resolve_method(spec.method)
@@ -279,6 +307,7 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
     checks.check_backend_available(backend_name, backend_cls)  # before any model is prepared
     parse_options(backend_cls.__init__, spec.backend_options, backend_name, kind="backend", positional=2)
     alias = models.ALIASES.get(spec.model)
+    finetune_settings(alias, spec.prepare_options)  # a bad --prepare-set fails before any model is built
     accepted = method_options(method_fn)
     overrides: dict[str, Any] = {}
     if alias is not None:
@@ -587,7 +616,9 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         resolved["attacks"] = {a.name: a.record() for a in attacks}
     # recorded (and hashed) only when set, so that the default runs keep their directories
     resolved.update({k: v for k, v in (("system_prompt", spec.system_prompt),
-                                       ("train_limit", spec.train_limit)) if v is not None})
+                                       ("train_limit", spec.train_limit),
+                                       ("prepare_limit", spec.prepare_limit),
+                                       ("prepare_options", spec.prepare_options or None)) if v is not None})
     h = spec_hash(resolved)[:10]
     run_dir = Path(spec.out) / f"{_slug(spec.task)}__{_slug(rp.method_name)}__{_slug(spec.model)}__{h}"
     if (run_dir / "results.json").exists() and not spec.overwrite:

@@ -421,13 +421,16 @@ def answer_step(rp: RunPlan, bundle: Any, eval_sets: list[Any], log: Log) -> tup
     finally:
         layer.close()
     info["request_stats"] = layer.stats()
+    info["answer_phases"] = layer.phases()
+    info["request_sharing"] = p.sharing()
     log(f"evaluate: answered in {time.time() - t0:.1f} s ({_stats_line(info['request_stats'])})")
     return p, responses, info
 
 
 def _stats_line(stats: dict[str, Any]) -> str:
-    keys = [k for k in ("requests", "distinct", "cache_hits", "computed") if k in stats]
-    return ", ".join(f"{k} {stats[k]}" for k in keys) or "done"
+    """``generate 80 requests -> 40 computed, ...`` from :meth:`AnsweringLayer.stats`."""
+    return ", ".join(f"{kind} {c.get('requests', 0)} requests -> {c.get('computed', 0)} computed"
+                     for kind, c in stats.items()) or "nothing to answer"
 
 
 def score_step(rp: RunPlan, p: Any, responses: list[Any], references: dict[str, Any],
@@ -437,9 +440,12 @@ def score_step(rp: RunPlan, p: Any, responses: list[Any], references: dict[str, 
     from bench.evaluate import score
     from bench.graph import Results, aggregates
 
-    sets, samples = score(p, responses)
+    timings: dict[str, Any] = {}
+    sets, samples = score(p, responses, timings=timings)
+    t0 = time.perf_counter()
     agg, notes = aggregates(list(rp.data.derived), {"self": Results(sets), **references})
-    return sets, samples, agg, notes
+    timings["derived_s"] = round(time.perf_counter() - t0, 4)
+    return sets, samples, agg, notes, timings
 
 
 def _step_references(models_: Models, k: int, prompt: dict[str, Any], eval_sets: list[Any],
@@ -541,7 +547,7 @@ def attack_step(rp: RunPlan, attacks: list[Any], models_: Models, run_dir: Path,
         answer_s = round(time.time() - t0, 3)
         t0 = time.time()
         cut = {role: restrict(r, attacked) for role, r in refs.items()}
-        set_res, samples, agg, notes = score_step(rp, p, responses, cut)
+        set_res, samples, agg, notes, _ = score_step(rp, p, responses, cut)
         own = {f"{n}_{m}" for n, r in set_res.items() for m in r.aggregates}
         keys, forget_keys = metric_keys(attacked, agg, [x for x in agg if x not in own])
         # before and target over the same sets and items as after (an attack may hold items out)
@@ -662,7 +668,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         answer_s = round(time.time() - t0, 3)
         t0 = time.time()
         refs = _step_references(models_, k, prompt, step.eval_sets, previous)
-        sets, samples, agg, notes = score_step(rp, p, responses, refs)    # 5. score
+        sets, samples, agg, notes, score_t = score_step(rp, p, responses, refs)  # 5. score
         for s in samples:
             s["step"] = step.name
         row = {
@@ -670,7 +676,10 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             "sets": {n: v.to_dict() for n, v in sets.items()},
             "eval_sets": {es.name: es.describe() for es in step.eval_sets},
             "model_fingerprint": fingerprint, "training": training,
-            "timings": {"unlearn_s": unlearn_s, "answer_s": answer_s, "score_s": round(time.time() - t0, 3)},
+            "timings": {"unlearn_s": unlearn_s, "answer_s": answer_s, "score_s": round(time.time() - t0, 3),
+                        "answer_by_phase_s": {k: v["seconds"] for k, v in info.get("answer_phases", {}).items()},
+                        **score_t},
+            "request_stats": info.get("request_stats"), "request_sharing": info.get("request_sharing"),
         }
         atomic_write_json(done, {**row, "_samples": samples, "_info": info, "_prompt": prompt})  # 6. write step
         rows.append(row)
@@ -682,6 +691,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             start = ckpt
     timings["unlearn_s"] = round(sum(r["timings"]["unlearn_s"] for r in rows), 3)
     timings["evaluate_s"] = round(sum(r["timings"]["answer_s"] + r["timings"]["score_s"] for r in rows), 3)
+    timings.update(_family_timings(rows))
     attack_results: dict[str, Any] = {}
     if attacks:                                                          # 6b. attacks (last step)
         t0 = time.time()
@@ -697,6 +707,27 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     shutil.rmtree(run_dir / ".partial", ignore_errors=True)
     log(f"run: wrote {run_dir / 'results.json'}")
     return run_dir
+
+
+def _family_timings(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every step's answering seconds per phase (``answer_by_phase_s``) and scoring
+    seconds per metric family / metric and of the derived nodes, summed over the steps."""
+    out: dict[str, Any] = {}
+    for name in ("answer_by_phase_s", "score_by_family_s", "score_by_metric_s"):
+        acc: dict[str, float] = {}
+        for r in rows:
+            for k, v in (r.get("timings", {}).get(name) or {}).items():
+                acc[k] = acc.get(k, 0.0) + float(v)
+        out[name] = {k: round(v, 4) for k, v in acc.items()}
+    out["derived_s"] = round(sum(float(r.get("timings", {}).get("derived_s") or 0.0) for r in rows), 4)
+    scorers: dict[str, dict[str, float]] = {}
+    for r in rows:
+        for k, u in (r.get("timings", {}).get("scorers") or {}).items():
+            acc_u = scorers.setdefault(k, {})
+            for c, v in u.items():
+                acc_u[c] = round(acc_u.get(c, 0) + v, 4)
+    out["scorers"] = scorers
+    return out
 
 
 def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_: Models,
@@ -733,6 +764,8 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
         },
         "training": last.get("training", []),
         "request_stats": info.get("request_stats"),
+        "answer_phases": info.get("answer_phases"),
+        "request_sharing": info.get("request_sharing"),
         "versions": versions(),
         "seed": spec.seed,
         "timings": timings,

@@ -669,6 +669,8 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         t0 = time.time()
         refs = _step_references(models_, k, prompt, step.eval_sets, previous)
         sets, samples, agg, notes, score_t = score_step(rp, p, responses, refs)  # 5. score
+        log("score: " + ", ".join(f"{k} {v:.2f} s" for k, v in score_t["score_by_family_s"].items())
+            + f"; derived nodes {score_t['derived_s']:.2f} s")
         for s in samples:
             s["step"] = step.name
         row = {

@@ -36,7 +36,7 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,14 +170,18 @@ def finetune_settings(alias: Any, overrides: dict[str, str] | None = None) -> di
     return base
 
 
-def prepare_splits(data: TaskData, limit: int | None) -> tuple[list[Item], list[Item]]:
+def prepare_splits(data: TaskData, limit: int | None) -> tuple[Sequence[Item], Sequence[Item]]:
     """The (target, retain-only) fine-tuning items: ``(full, retain)``, or with
     ``--prepare-limit N`` ``(forget + retain[:N], retain[:N])`` — a quick pair that, like
-    the full one, differs only by the forget set (every forget item stays in the target)."""
+    the full one, differs only by the forget set (every forget item stays in the target).
+    Each keeps its split's format (``full``'s for the target, ``retain``'s for the other)."""
+    from bench.items import Split, split_format
+
     if limit is None:
-        return list(data.full), list(data.retain)
+        return data.full, data.retain
     retain = list(data.retain)[:limit]
-    return list(data.forget) + retain, retain
+    return (Split(list(data.forget) + retain, format=split_format(data.full)),
+            Split(retain, format=split_format(data.retain)))
 
 
 def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prepared:

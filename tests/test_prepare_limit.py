@@ -7,7 +7,7 @@ import pytest
 
 from bench.cli import _spec, build_parser
 from bench.errors import BenchError
-from bench.items import Item, TaskData
+from bench.items import Item, Split, TaskData, split_format
 from bench.models import ALIASES
 from bench.run import finetune_settings, prepare_splits
 
@@ -26,6 +26,11 @@ def test_prepare_splits():
     assert [it.id for it in retain] == ["r0", "r1"]
     assert [it.id for it in target] == ["f0", "f1", "f2", "r0", "r1"]  # every forget item + the same N
     assert prepare_splits(d, 99)[1] == list(d.retain)
+    # formats are kept: a document corpus stays documents
+    d.full, d.retain = Split(d.full, format="document"), Split(d.retain, format="document")
+    t, r = prepare_splits(d, 2)
+    assert split_format(t) == split_format(r) == "document"
+    assert prepare_splits(d, None)[0] is d.full
 
 
 def test_finetune_settings_overrides_are_typed_and_checked():

@@ -154,23 +154,27 @@ def load_task(spec: RunSpec) -> tuple[Task, TaskData]:
 PREPARE_SEED = 0
 
 
-def finetune_settings(alias: Any, overrides: dict[str, str] | None = None) -> dict[str, Any]:
-    """The prepare fine-tuning settings: TOFU's scale, the alias' own, then ``--prepare-set``
-    (``overrides``: any :func:`bench.training.finetune` option but seed/desc/progress,
-    typed by its annotations; a BenchError names an unknown key)."""
-    base: dict[str, Any] = {"epochs": 5, "lr": 1e-5, "batch_size": 16}  # TOFU fine-tuning scale (locuslab/tofu)
+def finetune_settings(alias: Any) -> dict[str, Any]:
+    base = {"epochs": 5, "lr": 1e-5, "batch_size": 16}  # TOFU fine-tuning scale (locuslab/tofu)
     if alias is not None:
         base.update(dict(alias.finetune))
-    if overrides:
-        from bench.adapters import parse_options
-        from bench.training import finetune
-
-        fixed = sorted(set(overrides) & {"seed", "desc", "progress"})
-        if fixed:
-            raise BenchError(f"--prepare-set: option '{fixed[0]}' is fixed by bench prepare "
-                             "(accepted: epochs, lr, batch_size, grad_accum, weight_decay, ...)")
-        base.update(parse_options(finetune, dict(overrides), "--prepare-set", kind="prepare", positional=2))
     return base
+
+
+def prepare_overrides(raw: dict[str, str] | None) -> dict[str, Any]:
+    """``--prepare-set`` typed: any :func:`bench.training.finetune` option but
+    seed/desc/progress, converted by its annotations (they override
+    :func:`finetune_settings`); a BenchError names an unknown key or a bad value."""
+    if not raw:
+        return {}
+    from bench.adapters import parse_options
+    from bench.training import finetune
+
+    fixed = sorted(set(raw) & {"seed", "desc", "progress"})
+    if fixed:
+        raise BenchError(f"--prepare-set: option '{fixed[0]}' is fixed by bench prepare "
+                         "(accepted: epochs, lr, batch_size, grad_accum, weight_decay, ...)")
+    return parse_options(finetune, dict(raw), "--prepare-set", kind="prepare", positional=2)
 
 
 def prepare_splits(data: TaskData, limit: int | None) -> tuple[Sequence[Item], Sequence[Item]]:
@@ -281,8 +285,9 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
 
     checks.check_backend_available(spec.backend)  # the reference runs need it: fail before training
     checks.check_limit(spec.prepare_limit, "--prepare-limit")
-    ft = finetune_settings(models.ALIASES.get(spec.model), spec.prepare_options)  # checked before any build
+    overrides = prepare_overrides(spec.prepare_options)  # checked before any build
     base_path, alias = models.resolve(spec.model, data, task.family)
+    ft = {**finetune_settings(alias), **overrides}
     base_fp = dir_fingerprint(base_path)[:10]
     root = cache_dir() / "prepared" / task.family / f"{_slug(spec.model)}-{base_fp}"
     prompt_key = {k: v for k, v in (("prompt_style", spec.prompt_style), ("system_prompt", spec.system_prompt))
@@ -398,7 +403,7 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
     checks.check_backend_available(backend_name, backend_cls)  # before any model is prepared
     parse_options(backend_cls.__init__, spec.backend_options, backend_name, kind="backend", positional=2)
     alias = models.ALIASES.get(spec.model)
-    finetune_settings(alias, spec.prepare_options)  # a bad --prepare-set fails before any model is built
+    prepare_overrides(spec.prepare_options)  # a bad --prepare-set fails before any model is built
     accepted = method_options(method_fn)
     overrides: dict[str, Any] = {}
     if alias is not None:

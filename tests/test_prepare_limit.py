@@ -9,7 +9,7 @@ from bench.cli import _spec, build_parser
 from bench.errors import BenchError
 from bench.items import Item, Split, TaskData, split_format
 from bench.models import ALIASES
-from bench.run import finetune_settings, prepare_splits
+from bench.run import finetune_settings, prepare_overrides, prepare_splits
 
 
 def _data() -> TaskData:
@@ -33,17 +33,17 @@ def test_prepare_splits():
     assert prepare_splits(d, None)[0] is d.full
 
 
-def test_finetune_settings_overrides_are_typed_and_checked():
-    alias = ALIASES["smollm2-135m"]
-    assert finetune_settings(alias) == {"epochs": 5, "lr": 1e-5, "batch_size": 8}
-    got = finetune_settings(alias, {"epochs": "2", "lr": "1e-4"})
-    assert got == {"epochs": 2, "lr": 1e-4, "batch_size": 8} and isinstance(got["epochs"], int)
+def test_prepare_overrides_are_typed_and_checked():
+    assert finetune_settings(ALIASES["smollm2-135m"]) == {"epochs": 5, "lr": 1e-5, "batch_size": 8}
+    got = prepare_overrides({"epochs": "2", "lr": "1e-4"})
+    assert got == {"epochs": 2, "lr": 1e-4} and isinstance(got["epochs"], int)
+    assert prepare_overrides({}) == {} == prepare_overrides(None)
     with pytest.raises(BenchError, match="no option 'epoch'.*epochs"):
-        finetune_settings(alias, {"epoch": "2"})
+        prepare_overrides({"epoch": "2"})
     with pytest.raises(BenchError, match="'seed' is fixed"):
-        finetune_settings(alias, {"seed": "1"})
+        prepare_overrides({"seed": "1"})
     with pytest.raises(BenchError, match="epochs='x'"):
-        finetune_settings(None, {"epochs": "x"})
+        prepare_overrides({"epochs": "x"})
 
 
 def test_cli_carries_the_options():

@@ -52,7 +52,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.data import STR_LIST, TEXT, SplitSource, require, resolve_data_dir
+from bench.data import STR_LIST, TEXT, SplitSource, data_hint, require, resolve_data_dir
 from bench.errors import BenchError, DataError
 from bench.graph import Derived, Ref
 from bench.items import EvalSet, Item, MetricSpec, Step, TaskData
@@ -69,6 +69,10 @@ FE_METRICS = ("rouge_l", "probability", "truth_ratio", "cosine_similarity", "ent
 TOFU_UTILITY_SETS = ("retain", "real_authors", "world_facts")
 CONTINUAL_SUBDIR = "tofu_continual"
 REALWORLD_SUBDIR = "real_world"
+CONTINUAL_HINT = ("use an unchanged copy of data/tofu of sail-sg/closer-look-LLM-unlearning (JSON Lines, "
+                  "forgetXX with task_id, retainXX, the *_perturbed sets) as --data-dir/tofu_continual")
+REALWORLD_HINT = ("use an unchanged copy of data/real_world of sail-sg/closer-look-LLM-unlearning (forget, "
+                  "neighbor and their _perturbed sets) as --data-dir/real_world")
 NOT_ON_HUB = ("closer-look's {what} is not on the Hugging Face hub: download data/{folder} of "
               "sail-sg/closer-look-LLM-unlearning and pass --data-dir (its parent or the folder itself)")
 
@@ -199,6 +203,7 @@ class ContinualTofuTask(Task):
             out.append(tid)
         return out
 
+    @data_hint(CONTINUAL_HINT)
     def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
         """Read the continual splits; one :class:`Step` per task id (module docstring).
         ``limit`` (and ``ds_size``) cut the eval sets only."""
@@ -319,6 +324,7 @@ class RealWorldTask(Task):
         self.embedding_model = embedding_model
         self.nli_model = nli_model
 
+    @data_hint(REALWORLD_HINT)
     def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
         check_limit(limit)
         src = _source(self, data_dir, REALWORLD_SUBDIR, "forget.json", "real-world task data")

@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 
 from bench.data import (
     TEXT,
+    data_hint,
     load_hub_split,
     read_records,
     records_sha256,
@@ -64,6 +65,9 @@ from bench.task import Task
 
 HUB_REPO = "llmunlearningsemeval2025organization/semeval25-unlearning-dataset-public"
 DATA_SUBDIR = "semeval25"
+DATA_HINT = ("use the organisers' forget / retain files unchanged (JSON Lines {id, input, output, task}: "
+             "data/ of amazon-science/lume-llm-unlearning, or the gated hub dataset) as --data-dir/semeval25, "
+             "and MMLU's CSV files as --data-dir/mmlu")
 SPLITS = ("forget", "retain")
 SUBTASKS = ("Task1", "Task2", "Task3")
 KINDS = ("sc", "qa")
@@ -194,6 +198,7 @@ class SemEvalTask(Task):
                     return cand
         return None
 
+    @data_hint(DATA_HINT)
     def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
         from bench.mmlu import mmlu_eval_set
         from bench.tasks.tofu import check_limit

@@ -173,6 +173,8 @@ def test_tofu_loader_errors_name_file_row_field(layout, tmp_path):
     with pytest.raises(DataError) as e:
         TASKS.get("tofu-forget01")().load(bad)
     assert "forget01_perturbed.json, row 3, field 'paraphrased_answer': missing field" in str(e.value)
+    assert str(e.value).endswith("use an unchanged copy of TOFU's split files (the hub's locuslab/TOFU, one file "
+                                 "per config) in --data-dir, or leave --data-dir out to read the hub")
     rows[3]["paraphrased_answer"] = "p"
     rows[5]["perturbed_answer"] = "not a list"
     (bad / "forget01_perturbed.json").write_text(json.dumps(rows))
@@ -181,7 +183,7 @@ def test_tofu_loader_errors_name_file_row_field(layout, tmp_path):
     shutil.copy(layout / "forget01_perturbed.json", bad / "forget01_perturbed.json")
     (bad / "holdout01.json").unlink()
     assert len(TASKS.get("tofu-forget05")().load(bad).forget) == 40  # reads holdout05 only
-    with pytest.raises(DataError, match=r"holdout01\.json: file not found"):
+    with pytest.raises(DataError, match=r"holdout01\.json: file not found; use an unchanged copy of TOFU"):
         TASKS.get("tofu-forget01")().load(bad)
     with pytest.raises(DataError, match="data directory not found"):
         TASKS.get("tofu-forget01")().load(tmp_path / "missing")

@@ -88,8 +88,9 @@ def test_unknown_target_lists_close_matches(shared_data):
         rwku(targets="Stephen Kng").load(shared_data)
     with pytest.raises(BenchError, match="asks for more targets than the 200"):
         rwku(targets="201").load(shared_data)
-    with pytest.raises(DataError, match=r"11_Miley_Cyrus/retain_mmlu.json: file not found.*jinzhuoran/RWKU"):
+    with pytest.raises(DataError, match=r"11_Miley_Cyrus/retain_mmlu.json: file not found.*jinzhuoran/RWKU") as e:
         rwku(targets="11_Miley_Cyrus").load(shared_data)
+    assert "use an unchanged copy" not in str(e.value)  # says what to do once
 
 
 def test_options_and_missing_data(tmp_path: Path, monkeypatch):

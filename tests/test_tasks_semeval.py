@@ -250,6 +250,14 @@ def test_options_checked(tmp_path):
         build_task("semeval25", {"mmlu_shots": "7"})
 
 
+def test_missing_split_names_file_and_what_to_do(mini):
+    (mini / "semeval25" / "retain.jsonl").unlink()
+    with pytest.raises(DataError) as e:
+        build_task("semeval25", {}).load(mini)
+    assert str(e.value).startswith(f"{mini / 'semeval25' / 'retain.jsonl'}: file not found; use the organisers' "
+                                   "forget / retain files unchanged (JSON Lines {id, input, output, task}")
+
+
 def test_member_file_without_document_field(mini):
     mem, non = mini / "member.jsonl", mini / "nonmember.jsonl"
     mem.write_text(json.dumps({"id": "m0", "text": "x"}) + "\n")

@@ -75,13 +75,16 @@ class Derived:
     """A derived-metric node: registered function ``name`` applied to ``inputs``.
 
     ``key`` names a scalar output (default ``name``); ``options`` are passed as keyword
-    arguments and recorded.
+    arguments and recorded. ``missing_hint``: what to do when an input is missing (e.g.
+    which task option provides the set), appended to the node's note; not part of what is
+    measured (not in :meth:`describe`).
     """
 
     name: str
     inputs: Mapping[str, Ref | Mapping[str, Ref]]
     options: Mapping[str, Any] = field(default_factory=dict)
     key: str | None = None
+    missing_hint: str = ""
 
     @property
     def result_key(self) -> str:
@@ -176,7 +179,7 @@ def compute(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str
                     kwargs[arg] = _value(spec, runs, me)
         except Missing as e:
             values[node.result_key] = None
-            notes[node.result_key] = f"{node.name}: {e}"
+            notes[node.result_key] = f"{node.name}: {e}" + (f"; {node.missing_hint}" if node.missing_hint else "")
             for extra in getattr(fn, "outputs", ()):
                 values.setdefault(extra, None)
             continue

@@ -65,6 +65,8 @@ from bench.task import Task
 
 HUB_REPO = "llmunlearningsemeval2025organization/semeval25-unlearning-dataset-public"
 DATA_SUBDIR = "semeval25"
+MIA_HINT = ("needs the organisers' member / non-member files, not in the public data: give them as "
+            "--task-set member=PATH --task-set nonmember=PATH")
 DATA_HINT = ("use the organisers' forget / retain files unchanged (JSON Lines {id, input, output, task}: "
              "data/ of amazon-science/lume-llm-unlearning, or the gated hub dataset) as --data-dir/semeval25, "
              "and MMLU's CSV files as --data-dir/mmlu")
@@ -229,8 +231,7 @@ class SemEvalTask(Task):
                                          benchmark_specs("semeval"), role="forget" if name == "mia_member" else "holdout",
                                          max_new_tokens=1, source=str(p), format="document"))
         else:
-            notes["mia"] = ("MIA score not computed: give the organisers' member / non-member files "
-                            "(--task-set member=PATH --task-set nonmember=PATH)")
+            notes["mia"] = f"MIA score not computed: {MIA_HINT}"
         mmlu_set, mmlu_files = mmlu_eval_set(self.mmlu_root(data_dir), self.mmlu_subjects, self.mmlu_shots,
                                              self.mmlu_per_subject or None)
         if limit is not None:
@@ -254,9 +255,13 @@ class SemEvalTask(Task):
             nodes = [Derived("semeval_task_aggregate", inputs)]
         else:
             nodes = [Derived("semeval_subtask_aggregate", inputs, options={"subtasks": list(self.subtasks)})]
+        from dataclasses import replace
+
         from bench.metrics.mia import auc_nodes
 
-        nodes += auc_nodes("mia_member", "mia_nonmember", ["mia_loss"], semeval=True)
+        hint = "" if self.member else MIA_HINT
+        nodes += [replace(n, missing_hint=hint) if n.name == "mia_auc" else n  # later nodes quote its note
+                  for n in auc_nodes("mia_member", "mia_nonmember", ["mia_loss"], semeval=True)]
         nodes += [
             Derived("semeval_final", {"task_aggregate": Ref(f"@{self.aggregate_key}"),
                                       "mia_score": Ref("@semeval_mia_score"),

@@ -193,6 +193,12 @@ def test_without_member_files_mia_and_final_are_missing_with_notes():
     assert vals["semeval_mia_score"] is None and vals["semeval_final"] is None
     assert "no eval set 'mia_member'" in notes["mia_loss_auc"]
     assert "@semeval_mia_score" in notes["semeval_final"]
+    for key in ("mia_loss_auc", "semeval_mia_score", "semeval_final"):  # each says what to do
+        assert notes[key].count("needs the organisers' member / non-member files, not in the public data: give "
+                                "them as --task-set member=PATH --task-set nonmember=PATH") == 1
+    with_files = TASKS.get("semeval25")(member=str(__file__), nonmember=str(__file__))
+    _, notes = compute(with_files.derived(), {"self": Results(sets)})
+    assert "member=PATH" not in notes["mia_loss_auc"]  # files given: the note names the missing set only
 
 
 def test_subtask_aggregate_uses_its_four_numbers():

@@ -268,6 +268,9 @@ class SemEvalTask(Task):
                                       "mmlu": Ref("mmlu/choice_accuracy", per_item=False)},
                     options={"mmlu_gate": self.mmlu_gate}),
         ]
+        if not self.member:  # no final score: the gate (and its warning) on its own
+            nodes.append(Derived("semeval_mmlu_gate", {"mmlu": Ref("mmlu/choice_accuracy", per_item=False)},
+                                 options={"mmlu_gate": self.mmlu_gate}, key="semeval_mmlu_gate_passed"))
         return nodes
 
 

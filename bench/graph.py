@@ -192,7 +192,23 @@ def compute(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str
             values.update(out)
         else:
             values[node.result_key] = out
+        mine = out.get(node.result_key, 0) if isinstance(out, Mapping) else out
+        if mine is None and node.result_key not in notes:
+            empty = _none_inputs(kwargs)  # a missing value always says why
+            if empty:
+                notes[node.result_key] = f"{node.name}: input {', '.join(empty)} is missing (None)"
     return values, notes
+
+
+def _none_inputs(kwargs: Mapping[str, Any]) -> list[str]:
+    """The labels of a node's inputs that are ``None`` (a scalar, or a value of a labelled mapping)."""
+    out = []
+    for arg, v in kwargs.items():
+        if v is None:
+            out.append(arg)
+        elif isinstance(v, Mapping):
+            out.extend(lab for lab, x in v.items() if x is None)
+    return out
 
 
 def aggregates(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -121,6 +121,19 @@ def test_tofu_limit_and_forget10(shared_data):
     assert [i.question for i in full.forget] == [i.question for i in full.full[-400:]]
 
 
+@pytest.mark.shared_data
+@pytest.mark.parametrize("size,n", [("01", 40), ("05", 200), ("10", 400)])
+def test_tofu_forget_and_retain_disjoint_and_sized(shared_data, size, n):
+    """Data README: forget01/05/10 = 40/200/400 QA, retain99/95/90 the rest of the 4000;
+    no (question, answer) pair is in both, and together they are the full set."""
+    data = TASKS.get(f"tofu-forget{size}")().load(shared_data)
+    pairs = [{(it.question, it.answer) for it in split} for split in (data.forget, data.retain, data.full)]
+    assert (len(data.forget), len(data.retain)) == (n, 4000 - n) and len(pairs[0]) == n
+    assert not pairs[0] & pairs[1] and pairs[0] | pairs[1] == pairs[2]
+    holdout = {it.question for it in data.extras["holdout"]}
+    assert len(holdout) == n and not holdout & {it.question for it in data.full}
+
+
 def test_limit_must_be_positive(layout):
     with pytest.raises(BenchError, match="limit must be a positive integer"):
         TASKS.get("tofu-forget01")().load(layout, limit=0)

@@ -204,7 +204,11 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
     def with_replay(items: Any) -> Any:  # general-knowledge QA mixes only into QA splits
         from bench.items import split_format
 
-        return items if not replay or split_format(items) != "model" else list(items) + replay
+        # an empty split (RWKU has no retain corpus) takes the replay alone: its reference
+        # model is the base taught general knowledge only, never the forget set
+        if not replay or (len(items) and split_format(items) != "model"):
+            return items
+        return list(items) + replay
 
     target_dir = build("full", with_replay(data.full))
     retain_dir = build(task.reference_key or "retain", with_replay(data.retain))

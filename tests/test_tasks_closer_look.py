@@ -120,6 +120,13 @@ def test_realworld_fields(shared_data):
         assert by["cosine_similarity"]["reference_field"] == "model_answer"
         assert by["entailment"]["premise"] == "generation" and by["entailment"]["reference_field"] == "answer"
     assert [d.result_key for d in data.derived] == ["closer_look_mu", "closer_look_fe"]
+    assert data.extras["data_notes"] == {}
+    cut = TASKS.get("realworld")(max_train=5).load(shared_data)
+    assert [it.answer for it in cut.forget] == [it.answer for it in data.forget[:5]] and len(cut.retain) == 5
+    assert [len(es.items) for es in cut.eval_sets] == [400, 400]  # eval sets are never cut by max_train
+    assert "first 5 rows" in cut.extras["data_notes"]["max_train"]
+    with pytest.raises(BenchError, match="max_train must be a non-negative integer"):
+        TASKS.get("realworld")(max_train=-1)
 
 
 def test_data_problems_are_named(tmp_path: Path, monkeypatch):

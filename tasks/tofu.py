@@ -374,11 +374,16 @@ class TofuTask(TofuStyleTask):
         holdout = qa_items(src.records(self.holdout_split), self.holdout_split,
                            where(self.holdout_split), limit)
         refusals = src.lines(REFUSALS_FILE, hub_file=IDK_HUB_FILE)
+        # the tiny alias's general knowledge: every real-authors / world-facts row, never cut
+        # by --limit (else the tiny base, and the models prepared from it, depend on it)
+        pretrain = [it for name in ("real_authors", "world_facts")
+                    for it in qa_items(rows[name], f"pretrain/{name}", where(configs[name]))]
         return self.extend(TaskData(
             forget=forget,
             retain=retain,
             full=full,
             eval_sets=eval_sets,
+            pretrain=pretrain,
             files=dict(src.files),
             extras={"refusals": refusals, "holdout": holdout},
             source=src.source,

@@ -68,7 +68,10 @@ def test_tofu_forget01_real_data(shared_data):
         "forget": 40, "retain": 400, "real_authors": 100, "world_facts": 117}
     assert (len(data.forget), len(data.retain), len(data.full)) == (40, 3960, 4000)
     assert len(data.extras["refusals"]) == 100 and len(data.extras["holdout"]) == 40
-    assert data.pretrain == []
+    # the tiny base's general knowledge: all 100 + 117 rows, whatever --limit
+    assert len(data.pretrain) == 217 and data.pretrain[0].answer == "William Shakespeare"
+    assert [it.id for it in TASKS.get("tofu-forget01")().load(shared_data, limit=3).pretrain] == [
+        it.id for it in data.pretrain]
     f0 = sets["forget"].items[0]
     assert f0.id == "forget/0" and f0.answer == data.forget[0].answer
     assert f0.answer.endswith("Basil Mahfouz Al-Kuwaiti.")

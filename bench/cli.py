@@ -16,6 +16,7 @@ EPILOG = """examples:
   bench run --task synthetic-forget10 --method npo-gd --model tiny
   bench run --task tofu-forget01 --method gd --data-dir ../shared/data/tofu --model smollm2-135m --as-is --limit 20
   bench run --task synthetic-forget10 --method ga --attack quant-4bit --attack relearn
+  bench run --task synthetic-forget10 --method npo-gd --eval-every 5 --eval-sets forget,retain
   bench prepare --task synthetic-forget10 --model tiny
   bench list methods
   bench report reports/runs/*
@@ -130,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(repeatable; bench list attacks), e.g. --attack quant-4bit --attack relearn")
     r.add_argument("--attack-set", action="append", default=[], metavar="[NAME.]KEY=VALUE",
                    help="attack option, e.g. relearn.steps=20, group_size=64, scope=all")
+    r.add_argument("--eval-every", metavar="N|epoch",
+                   help="evaluate along training: every N optimizer steps, or 'epoch' (each epoch end), "
+                   "on --eval-sets; the curves go to results.json and the reports (training methods only; "
+                   "not early stopping's eval_every option)")
+    r.add_argument("--eval-sets", metavar="SET,SET",
+                   help="eval sets of --eval-every (default: the sets of the task's frontier keys)")
 
     p = sub.add_parser("prepare", help="build and cache the target and retain-only models of a task",
                        description="Fine-tune the base model on the task's full set (target) and on its retain\n"
@@ -189,6 +196,7 @@ def _spec(args: argparse.Namespace, method: str = "none"):
         save_model=getattr(args, "save_model", False),
         attacks=list(getattr(args, "attack", [])), attack_options=_kv(getattr(args, "attack_set", [])),
         original=getattr(args, "original", None),
+        eval_every=getattr(args, "eval_every", None), eval_sets=getattr(args, "eval_sets", None),
     )
 
 
@@ -215,6 +223,11 @@ def _print_summary(run_dir: Path) -> None:
     for set_name, d in (res.get("sets") or {}).items():
         for key, note in (d.get("notes") or {}).items():
             print(f"  ({set_name}/{key} missing: {note})")
+    for curve in res.get("curves") or []:
+        pts = curve.get("points") or []
+        where = f" ({curve.get('step')})" if len(res["curves"]) > 1 else ""
+        print(f"  along training{where}: {len(pts)} point(s) at optimizer steps "
+              f"{', '.join(str(p.get('train_step')) for p in pts) or '-'}" + (f"; {curve['note']}" if curve.get("note") else ""))
     if res.get("attacks"):
         from bench.report import attack_tables
 

@@ -244,6 +244,109 @@ def scatter(rows: list[dict[str, Any]], out_png: Path) -> Path:
     return out_png
 
 
+MAX_CURVE_PANELS = 16
+
+
+def curve_keys(res: dict[str, Any]) -> list[str]:
+    """The keys a run's ``curves`` (``bench run --eval-every``) hold a number for: every
+    derived aggregates first (e.g. the frontier's), then every ``<set>/<metric>``; at most
+    :data:`MAX_CURVE_PANELS`."""
+    keys: list[str] = []
+    for part in ("aggregates", "sets"):
+        for curve in res.get("curves") or []:
+            for pt in curve.get("points") or []:
+                for k, v in (pt.get(part) or {}).items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys:
+                        keys.append(k)
+    return keys[:MAX_CURVE_PANELS]
+
+
+def curve_figure(res: dict[str, Any], title: str | None = None) -> Any:
+    """A matplotlib figure of a run's curves: one panel per :func:`curve_keys` key, the value
+    against the optimizer step, one line per task step (and per ``train()`` call); the
+    final evaluation's value (``sets``/``aggregates`` of the last step) as a dashed line.
+    ``None`` when the run has no curve point."""
+    keys = curve_keys(res)
+    if not keys:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    cols = min(4, len(keys))
+    nrows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.4 * cols, 2.6 * nrows), squeeze=False)
+    curves = res.get("curves") or []
+    final_sets = res.get("sets") or {}
+    for ax, key in zip(axes.flat, keys):
+        for curve in curves:
+            lines: dict[str, list[tuple[float, float]]] = {}
+            for pt in curve.get("points") or []:
+                v = (pt.get("sets") or {}).get(key, (pt.get("aggregates") or {}).get(key))
+                if isinstance(v, (int, float)):
+                    label = str(curve.get("step", "")) if len(curves) > 1 else ""
+                    if pt.get("train_call") and len({q.get("train_call") for q in curve["points"]}) > 1:
+                        label = f"{label} {pt['train_call']}".strip()
+                    lines.setdefault(label, []).append((pt["train_step"], float(v)))
+            for label, pts in lines.items():
+                ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", ms=3, label=label or None)
+        set_name, _, metric = key.partition("/")
+        final = ((final_sets.get(set_name) or {}).get("aggregates") or {}).get(metric) if metric else \
+            (res.get("aggregates") or {}).get(key)
+        if isinstance(final, (int, float)) and len(curves) == 1:
+            ax.axhline(final, color="gray", ls="--", lw=0.8, label="final")
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("optimizer step", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if labels:
+        fig.legend(handles, labels, fontsize=7, loc="upper right")
+    fig.suptitle(title or f"{res.get('task')} / {res.get('method')} / {res.get('model')}: along training",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def curve_png(res: dict[str, Any], out_png: Path, title: str | None = None) -> Path | None:
+    """Write :func:`curve_figure` to ``out_png``; ``None`` (nothing written) without curves."""
+    fig = curve_figure(res, title)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out_png
+
+
+def curve_table(res: dict[str, Any]) -> str:
+    """The curve points as a markdown table (optimizer step, epoch, each curve key)."""
+    keys = curve_keys(res)
+    lines = []
+    for curve in res.get("curves") or []:
+        pts = curve.get("points") or []
+        if not pts:
+            if curve.get("note"):
+                lines += [f"Step {curve.get('step')}: {curve['note']}", ""]
+            continue
+        if len(res.get("curves") or []) > 1:
+            lines += [f"Step {curve.get('step')}:", ""]
+        lines.append("| optimizer step | epoch | " + " | ".join(keys) + " |")
+        lines.append("|---:|---:|" + "---:|" * len(keys))
+        for pt in pts:
+            vals = [(pt.get("sets") or {}).get(k, (pt.get("aggregates") or {}).get(k)) for k in keys]
+            lines.append(f"| {pt.get('train_step')} | {_fmt(pt.get('epoch'))} | " + " | ".join(_fmt(v) for v in vals) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def attack_table(name: str, rec: dict[str, Any], markdown: bool = False) -> str:
     """One attack's before/after table (``results["attacks"][name]``): per metric key the
     unattacked value, the attacked value, recovery = after − before, the target run's value
@@ -294,8 +397,18 @@ def write_report(run_dirs: Sequence[Path | str], out_dir: Path | str) -> tuple[s
             "Forget quality: KS-test p-value of truth ratios vs the retain-only model (higher = closer; "
             "log10 shown). Model utility: harmonic mean of 9 retain / real-author / world-fact numbers.",
             "", f"![forget efficacy vs model utility]({png.name})", ""]
-    for d in run_dirs:
+    for i, d in enumerate(run_dirs):
         res = load_results(d)
+        label = f"{res['task']} / {res['method']} / {res['model']}"
+        if res.get("curves"):
+            cp = curve_png(res, out / f"curves-{i}.png", title=f"{label}: along training")
+            text += [f"## Along training: {label}", "",
+                     f"Evaluated every {res['curves'][0].get('eval_every')} "
+                     f"({'optimizer steps' if res['curves'][0].get('eval_every') != 'epoch' else 'epoch end'}) "
+                     f"on {', '.join(res['curves'][0].get('eval_sets') or [])}; dashed: the final evaluation.", ""]
+            if cp is not None:
+                text += [f"![{label} along training]({cp.name})", ""]
+            text += [curve_table(res), ""]
         if res.get("attacks"):
             text += [f"## Attacks: {res['task']} / {res['method']} / {res['model']}", "",
                      attack_tables(res, markdown=True), ""]

@@ -14,6 +14,9 @@ Sections, each present only when there is something to show:
 * **Along steps** — for multi-step runs (results ``steps`` with two or more rows: either
   ``{"step"|"name": .., "aggregates": {..}}`` or flat ``{"step": .., key: number}``): one
   plot per headline key found in the rows (else the first six numeric keys), a line per run.
+* **Along training** — for runs whose results hold ``curves`` (``bench run --eval-every``):
+  one figure per run, a panel per metric against the optimizer step
+  (:func:`bench.report.curve_figure`).
 * **Attacks** — for runs whose results hold ``attacks``: a mapping ``attack -> {key:
   value}`` or a list of such rows (``"attack"``/``"name"`` naming each), one table per run;
   non-scalar values are shown as compact JSON.
@@ -283,6 +286,25 @@ def step_plots(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]
     return out
 
 
+def curve_plots(rows: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    """(run label, PNG bytes) for each run whose results hold ``curves`` with points
+    (:func:`bench.report.curve_figure`)."""
+    from bench.report import curve_figure
+
+    out = []
+    for r in rows:
+        if r["kind"] != "run" or not (r.get("_res") or {}).get("curves"):
+            continue
+        fig = curve_figure(r["_res"], title=f"{r['run']}: along training")
+        if fig is None:
+            continue
+        import matplotlib.pyplot as plt
+
+        out.append((r["run"], _fig_bytes(fig)))
+        plt.close(fig)
+    return out
+
+
 def _attack_record_table(i: int, name: str, rec: dict[str, Any]) -> str:
     """An attack record of :mod:`bench.attacks` (``metrics: {key: {before, after, ...}}``)."""
     cols = ["before", "after", "recovery", "target", "undone"]
@@ -376,6 +398,14 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]],
     if plots:
         parts.append("<h2>Along steps</h2><div class=\"grid\">")
         parts += [f'<img class="step-plot" alt="{_e(k)} per step" src="{_png_data(b)}">' for k, b in plots]
+        parts.append("</div>")
+    curves = curve_plots(rows)
+    if curves:
+        parts.append("<h2>Along training</h2><p class=\"meta\">runs with <code>--eval-every</code>: each "
+                     "metric of the chosen sets against the optimizer step; dashed: the final evaluation</p>"
+                     "<div class=\"grid\">")
+        parts += [f'<img class="curve-plot" alt="{_e(label)} along training" src="{_png_data(b)}">'
+                  for label, b in curves]
         parts.append("</div>")
     att = attack_tables(rows)
     if att:

@@ -31,6 +31,7 @@ atomically, and a run is resumable:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import random
@@ -77,6 +78,8 @@ class RunSpec:
     original: str | None = None  # θ0, the model before fine-tuning on the task (task vectors, WME)
     attacks: list[str] = field(default_factory=list)  # --attack NAME (repeatable)
     attack_options: dict[str, str] = field(default_factory=dict)  # --attack-set [NAME.]key=value
+    eval_every: int | str | None = None  # --eval-every N|epoch: evaluate along training (bench.curves)
+    eval_sets: list[str] | str | None = None  # --eval-sets a,b: the sets of those evaluations
 
 
 @dataclass
@@ -156,11 +159,97 @@ def finetune_settings(alias: Any) -> dict[str, Any]:
     return base
 
 
+def _finetune_into(tmp: Path, base_path: str, prompt_style: str | None, system_prompt: str | None,
+                   model_name: str, split: str, items: list[Item], ft: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Fine-tune a fresh copy of ``base_path`` on ``items`` and save it into ``tmp`` (the
+    body of one prepared model; a top-level function so a worker process can run it)."""
+    from bench import models
+    from bench.training import finetune
+
+    t0 = time.time()
+    bundle = models.load_bundle(base_path, prompt_style=prompt_style, system_prompt=system_prompt, name=model_name)
+    _seed_all(PREPARE_SEED)
+    finetune(bundle, items, seed=PREPARE_SEED, desc=f"prepare {split} model ({model_name}, {len(items)} QA)", **ft)
+    models.save_bundle(bundle, tmp)
+    atomic_write_json(tmp / "bench_prepared.json", {
+        **meta, "split": split, "items": len(items), "finetune": ft, "seconds": round(time.time() - t0, 2),
+    })
+
+
+def _build_cached(target: Path, *args: Any) -> Path:
+    """``target`` if it is there, else :func:`_finetune_into` it (atomically: a kill leaves no half model)."""
+    from functools import partial
+
+    return cached_dir(target, partial(_finetune_into_tmp, args))
+
+
+def _finetune_into_tmp(args: tuple[Any, ...], tmp: Path) -> None:
+    _finetune_into(tmp, *args)
+
+
+def _build_beside(target: Path, args: tuple[Any, ...]) -> Any:
+    """Start :mod:`bench.prepare_worker` building ``target`` in its own process; returns
+    ``wait(stop=False)``: waits for it (``stop``: terminates it first) and raises BenchError
+    with the worker's reason if it failed."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    fd, job = tempfile.mkstemp(prefix="bench-prepare-", suffix=".pkl")
+    with open(fd, "wb") as f:
+        pickle.dump((str(target), args), f)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.prepare_worker", job])
+
+    def wait(stop: bool = False) -> None:
+        if stop:
+            proc.terminate()
+        rc = proc.wait()
+        err = Path(job + ".error")
+        reason = err.read_text() if err.exists() else f"exit status {rc}"
+        for p in (Path(job), err):
+            p.unlink(missing_ok=True)
+        if rc != 0 and not stop:
+            raise BenchError(f"prepare: the worker building {target.name} failed: {reason}")
+
+    return wait
+
+
+def parallel_prepare_ok(base_path: Path | str) -> bool:
+    """Whether the two prepared models may be fine-tuned side by side, one per CPU core: only
+    for a small local model (safetensors under ~80 MB: it trains on one thread, see
+    :data:`bench.training.SMALL_MODEL_PARAMS`) on CPU with at least two cores;
+    ``$BENCH_PREPARE_PARALLEL=0`` turns it off. Each model trains on one thread either way,
+    so the weights are the same bit for bit as one after the other."""
+    import os
+
+    if os.environ.get("BENCH_PREPARE_PARALLEL", "1").lower() in ("0", "false", "off", "no"):
+        return False
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    if cores < 2:
+        return False
+    files = list(Path(base_path).glob("*.safetensors")) if Path(base_path).is_dir() else []
+    if not files or sum(f.stat().st_size for f in files) > 80_000_000:
+        return False
+    try:
+        import torch
+
+        return not torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
 def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prepared:
     """Build (or reuse) the target and retain-only models of ``task`` from base ``spec.model``,
-    and their reference evaluations (ordinary ``method none`` runs, cached)."""
+    and their reference evaluations (ordinary ``method none`` runs, cached). When both models
+    must be built from a small model on a multi-core CPU, the retain-only model is
+    fine-tuned in a worker process while this one fine-tunes the target
+    (:func:`parallel_prepare_ok`)."""
     from bench import checks, models
-    from bench.provenance import dir_fingerprint
+    from bench.provenance import dir_fingerprint, spec_hash
 
     checks.check_backend_available(spec.backend)  # the reference runs need it: fail before training
     base_path, alias = models.resolve(spec.model, data, task.family)
@@ -170,35 +259,7 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
     prompt_key = {k: v for k, v in (("prompt_style", spec.prompt_style), ("system_prompt", spec.system_prompt))
                   if v not in (None, "auto")}  # empty for the defaults: cache keys unchanged
     ft_key = json.dumps({**ft, **prompt_key}, sort_keys=True)
-
-    def build(split: str, items: list[Item]) -> Path:
-        from bench.provenance import spec_hash
-
-        key = f"{split}-{_items_hash(items)}-{spec_hash(ft_key)[:8]}"
-        target = root / key
-        if target.exists():
-            log(f"prepare: reusing {split} model {target}")
-            return target
-
-        def _build(tmp: Path) -> None:
-            from bench.training import finetune
-
-            t0 = time.time()
-            bundle = models.load_bundle(base_path, prompt_style=spec.prompt_style,
-                                        system_prompt=spec.system_prompt, name=spec.model)
-            _seed_all(PREPARE_SEED)
-            finetune(bundle, items, seed=PREPARE_SEED,
-                     desc=f"prepare {split} model ({spec.model}, {len(items)} QA)", **ft)
-            models.save_bundle(bundle, tmp)
-            atomic_write_json(tmp / "bench_prepared.json", {
-                "base": spec.model, "base_fingerprint": base_fp, "split": split,
-                "task_family": task.family, "items": len(items), "finetune": ft,
-                "seconds": round(time.time() - t0, 2),
-            })
-
-        log(f"prepare: fine-tuning the {split} model from {spec.model} on {len(items)} items "
-            f"({', '.join(f'{k} {v}' for k, v in ft.items())})")
-        return cached_dir(target, _build)
+    meta = {"base": spec.model, "base_fingerprint": base_fp, "task_family": task.family}
 
     replay = models.general_knowledge(data) if alias is not None and alias.replay_general_knowledge else []
     def with_replay(items: Any) -> Any:  # general-knowledge QA mixes only into QA splits
@@ -210,8 +271,33 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
             return items
         return list(items) + replay
 
-    target_dir = build("full", with_replay(data.full))
-    retain_dir = build(task.reference_key or "retain", with_replay(data.retain))
+    jobs = {"full": with_replay(data.full), task.reference_key or "retain": with_replay(data.retain)}
+    paths = {split: root / f"{split}-{_items_hash(items)}-{spec_hash(ft_key)[:8]}" for split, items in jobs.items()}
+    todo = []
+    for split, items in jobs.items():
+        if paths[split].exists():
+            log(f"prepare: reusing {split} model {paths[split]}")
+        else:
+            log(f"prepare: fine-tuning the {split} model from {spec.model} on {len(items)} items "
+                f"({', '.join(f'{k} {v}' for k, v in ft.items())})")
+            todo.append(split)
+
+    def args(split: str) -> tuple[Any, ...]:
+        return (str(base_path), spec.prompt_style, spec.system_prompt, spec.model, split, jobs[split], ft, meta)
+
+    if len(todo) == 2 and parallel_prepare_ok(base_path):
+        log(f"prepare: the {todo[1]} model trains in a worker process beside the {todo[0]} model (one core each)")
+        wait = _build_beside(paths[todo[1]], args(todo[1]))
+        try:
+            _build_cached(paths[todo[0]], *args(todo[0]))
+        except BaseException:
+            wait(stop=True)
+            raise
+        wait()
+    else:
+        for split in todo:
+            _build_cached(paths[split], *args(split))
+    target_dir, retain_dir = (paths[s] for s in jobs)
     retain_run = reference_run(spec, str(retain_dir), task, data, log)
     target_run = reference_run(spec, str(target_dir), task, data, log, reference=str(retain_run))
     return Prepared(target_dir, retain_dir, target_run, retain_run)
@@ -225,7 +311,7 @@ def reference_run(spec: RunSpec, model: str, task: Task, data: TaskData, log: Lo
 
     ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"),
                        as_is=True, reference=reference, overwrite=False, save_model=False,
-                       attacks=[], attack_options={}, train_limit=None)
+                       attacks=[], attack_options={}, train_limit=None, eval_every=None, eval_sets=None)
     return run(ref_spec, log=log, _data=(task, data))
 
 
@@ -248,6 +334,7 @@ class RunPlan:
     steps: list[Step]
     original: Path | str | None = None  # θ0 (--original; a prepared alias's base model is added later)
     needs_original: bool = False  # the method edits with task vectors (tv, wme-*)
+    curves: Any = None  # bench.curves.CurvePlan: --eval-every (None without)
 
 
 @dataclass
@@ -306,8 +393,11 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
     if original is None and needs_original and (alias is None or spec.as_is):
         raise BenchError(f"method '{method_name}' needs the original (pre-fine-tuning) model θ0: "
                          "give --original MODEL (a prepared alias uses its base model)")
+    from bench.curves import plan_curves
+
+    curves = plan_curves(spec, method_name, method_fn, task, data, steps)  # --eval-every / --eval-sets
     return RunPlan(spec, task, data, method_name, method_fn, options, backend_name, alias, path, steps, original,
-                   bool(needs_original))
+                   bool(needs_original), curves)
 
 
 def resolve_models(rp: RunPlan, log: Log) -> Models:
@@ -339,10 +429,11 @@ def resolve_models(rp: RunPlan, log: Log) -> Models:
 
 def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log,
                  initial: Path | str | None = None,
-                 original: Path | str | None = None) -> tuple[Any, Path | None]:
+                 original: Path | str | None = None, on_checkpoint: Any = None) -> tuple[Any, Path | None]:
     """Stage 3 (per step): the model after step ``k``'s unlearning, from model ``start``
     (``initial``: the target before any step, for methods whose reference is it;
-    ``original``: θ0, the model before fine-tuning on the task, for task-vector methods).
+    ``original``: θ0, the model before fine-tuning on the task, for task-vector methods;
+    ``on_checkpoint``: the ``--eval-every`` hook, installed with the run's cadence).
 
     Returns ``(bundle, checkpoint dir or None)``. A checkpoint of a killed run is reused.
     """
@@ -370,8 +461,14 @@ def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log
     where = f" (step {k + 1}/{len(rp.steps)}: {step.name})" if len(rp.steps) > 1 else ""
     log(f"run: unlearning with {rp.method_name} {rp.options}{where}")
     forget, retain = (checks.cap_split(s, spec.train_limit) for s in (step.forget, step.retain))
-    bundle = checks.call_method(rp.method_fn, bundle, forget, retain, kwargs, rp.method_name,
-                                log_path=run_dir / "run.log")
+    hooks = contextlib.nullcontext()
+    if on_checkpoint is not None and rp.curves is not None:
+        from bench.training import training_hooks
+
+        hooks = training_hooks(on_checkpoint, every=rp.curves.every, each_epoch=rp.curves.each_epoch)
+    with hooks:
+        bundle = checks.call_method(rp.method_fn, bundle, forget, retain, kwargs, rp.method_name,
+                                    log_path=run_dir / "run.log")
     with atomic_dir(ckpt) as tmp:
         models.save_bundle(bundle, tmp)
     return bundle, ckpt
@@ -589,6 +686,11 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         resolved[f"reference_{role}"] = str(models_.references[role])
     if attacks:
         resolved["attacks"] = {a.name: a.record() for a in attacks}
+    if rp.curves is not None:  # recorded and hashed only when given (see bench.curves)
+        resolved["eval_along_training"] = rp.curves.record()  # {"eval_every", "eval_sets"}
+        from bench.curves import describe
+
+        log(f"run: evaluating along training {describe(rp.curves)}")
     # recorded (and hashed) only when set, so that the default runs keep their directories
     resolved.update({k: v for k, v in (("system_prompt", spec.system_prompt),
                                        ("train_limit", spec.train_limit)) if v is not None})
@@ -600,6 +702,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     if spec.overwrite:
         shutil.rmtree(run_dir / "steps", ignore_errors=True)
         shutil.rmtree(run_dir / "attacks", ignore_errors=True)
+        shutil.rmtree(run_dir / "curves", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "spec.json", {"spec": asdict(spec), "resolved": resolved})
 
@@ -624,8 +727,19 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             start = nxt if nxt.exists() else start
             continue
         t0 = time.time()
-        bundle, ckpt = unlearn_step(rp, k, start, run_dir, log, target, models_.original)  # 3. unlearn
+        recorder = None
+        if rp.curves is not None:  # --eval-every: the checkpoint hook of this step's training
+            from bench.curves import CurveRecorder
+
+            def refs_for(prompt: dict[str, Any], k: int = k, prev: Any = previous) -> dict[str, Any]:
+                return _step_references(models_, k, prompt, [es for es in rp.steps[k].eval_sets
+                                                             if es.name in rp.curves.sets], prev)
+
+            recorder = CurveRecorder(rp, k, rp.curves, run_dir, refs_for, log)
+        bundle, ckpt = unlearn_step(rp, k, start, run_dir, log, target, models_.original,  # 3. unlearn
+                                    on_checkpoint=recorder)
         unlearn_s = round(time.time() - t0, 3)
+        curve = recorder.finish(rp.method_name) if recorder is not None else None
         training = list(bundle.provenance.get("training", []))
         prompt = bundle.prompt.to_dict()
         fingerprint = bundle.fingerprint()
@@ -645,6 +759,8 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             "model_fingerprint": fingerprint, "training": training,
             "timings": {"unlearn_s": unlearn_s, "answer_s": answer_s, "score_s": round(time.time() - t0, 3)},
         }
+        if curve is not None:
+            row["curve"] = curve
         atomic_write_json(done, {**row, "_samples": samples, "_info": info, "_prompt": prompt})  # 6. write step
         rows.append(row)
         all_samples.extend(samples)
@@ -689,7 +805,7 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
         "aggregates": last["aggregates"],
         "derived_notes": last["derived_notes"],
         "sets": last["sets"],
-        "steps": [{k: v for k, v in r.items() if k not in ("sets",)} for r in rows],
+        "steps": [{k: v for k, v in r.items() if k not in ("sets", "curve")} for r in rows],
         "headline": list(rp.task.headline),
         "frontier": {"efficacy": rp.task.frontier[0], "utility": rp.task.frontier[1],
                      "efficacy_higher_is_better": rp.task.efficacy_higher_is_better},
@@ -715,6 +831,8 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
         results["sets_per_step"] = [r["sets"] for r in rows]
     if attacks:
         results["attacks"] = attacks
+    if any("curve" in r for r in rows):  # --eval-every: one curve per step (bench.curves)
+        results["curves"] = [r["curve"] for r in rows if "curve" in r]
     atomic_write_text(run_dir / "samples.jsonl",
                       "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     atomic_write_json(run_dir / "results.json", results)

@@ -53,8 +53,9 @@ Conventions
   network with its adapters disabled (no second copy). See :mod:`bench.lora`.
 * Checkpoints: every ``checkpoint_every`` optimizer steps and/or at each epoch end
   (``checkpoint_each_epoch``), ``on_checkpoint(step, bundle)`` is called (argument, else
-  the hook installed by :func:`training_hooks`) with the module in eval mode; the hook
-  must not modify the module (with LoRA it is the adapter-wrapped peft model).
+  the hook installed by :func:`training_hooks`, which may also set the cadence) with the
+  module in eval mode; the hook must not modify the module (with LoRA it is the
+  adapter-wrapped peft model). ``bench run --eval-every`` is such a hook (bench/curves.py).
 * Early stopping (``early_stop_patience > 0``): ``early_stop_fraction`` of the anchor
   split is held out (a seeded choice), the method's loss is evaluated on it without
   gradients every ``eval_every`` steps (0: each epoch), and training stops after
@@ -257,60 +258,20 @@ def collate(examples: Sequence[Mapping[str, Sequence[int]]], pad: int) -> Batch:
 # ----------------------------------------------------------------------------- losses
 
 
-def answer_window(labels: Any) -> tuple[int, int]:
-    """``(lo, hi)``: the positions ``lo <= t < hi`` whose next token is a label in some row
-    of ``labels`` [B, T] (right-padded QA batches: from the shortest prompt to the end).
-    Logits outside it are never scored, so the LM head can skip them."""
-    cols = (labels[:, 1:] != IGNORE).any(dim=0).nonzero()
-    if cols.numel() == 0:
-        return 0, labels.shape[1] - 1
-    return int(cols[0]), int(cols[-1]) + 1
-
-
-def _accepts_logits_to_keep(model: Any) -> bool:
-    import inspect
-
-    target = model
-    while True:  # a peft wrapper forwards **kwargs to the model it wraps
-        try:
-            params = inspect.signature(target.forward).parameters
-        except (TypeError, ValueError):
-            return False
-        if "logits_to_keep" in params:
-            return True
-        inner = getattr(target, "base_model", None)
-        inner = getattr(inner, "model", inner) if inner is not None and inner is not target else None
-        if inner is None or inner is target:
-            return False
-        target = inner
-
-
 def token_nll(model: Any, batch: Batch) -> tuple[Any, Any]:
-    """Per-token answer NLL ``[B, K]`` (0 where unlabelled) and the label mask ``[B, K]``.
+    """Per-token answer NLL ``[B, T-1]`` (0 where unlabelled) and the label mask ``[B, T-1]``.
 
-    Position t scores token t+1 given tokens ≤ t; logits are upcast to float32. The K
-    columns are the positions of :func:`answer_window` (the LM head and the softmax run only
-    there, through Hugging Face's ``logits_to_keep`` where the model takes it; the values
-    are the same as from the full logits); sum or average over dim 1 for per-sequence values.
+    Position t scores token t+1 given tokens ≤ t; logits are upcast to float32.
     """
-    import torch
     import torch.nn.functional as F
 
-    labels = batch["labels"]
-    lo, hi = answer_window(labels)
-    kwargs: dict[str, Any] = {}
-    if (lo > 0 or hi < labels.shape[1] - 1) and _accepts_logits_to_keep(model):
-        kwargs["logits_to_keep"] = torch.arange(lo, hi, device=labels.device)
-        sl = slice(None)
-    else:
-        sl = slice(lo, hi)
     logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **kwargs
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
     ).logits
-    logits = logits[:, sl].float()
-    target = labels[:, lo + 1:hi + 1]
-    nll = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE, reduction="none")
-    return nll, target != IGNORE
+    labels = batch["labels"][:, 1:]
+    logits = logits[:, :-1].float()
+    nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+    return nll, labels != IGNORE
 
 
 def batch_nll(model: Any, batch: Batch, reduction: str = "sum") -> Any:
@@ -435,16 +396,30 @@ def reference_logprobs(bundle: ModelBundle, pairs: Sequence[tuple[str, str, int]
 _HOOKS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("bench_training_hooks", default=None)
 
 
+_CHECKPOINT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("bench_checkpoint", default=None)
+
+
 @contextlib.contextmanager
-def training_hooks(on_checkpoint: CheckpointHook | None = None) -> Iterator[None]:
+def training_hooks(on_checkpoint: CheckpointHook | None = None, every: int | None = None,
+                   each_epoch: bool | None = None) -> Iterator[None]:
     """Install ``on_checkpoint(step, bundle)`` for every :func:`train` call inside the block
     that does not pass its own (how a run evaluates along training without the method
-    knowing). ``step`` counts optimizer steps of that call."""
-    token = _HOOKS.set({"on_checkpoint": on_checkpoint})
+    knowing). ``step`` counts optimizer steps of that call. ``every`` / ``each_epoch``, when
+    given, replace the calls' ``checkpoint_every`` / ``checkpoint_each_epoch`` (the cadence
+    of ``bench run --eval-every``). During a hook call, :func:`checkpoint_info` says where
+    training is."""
+    token = _HOOKS.set({"on_checkpoint": on_checkpoint, "every": every, "each_epoch": each_epoch})
     try:
         yield
     finally:
         _HOOKS.reset(token)
+
+
+def checkpoint_info() -> dict[str, Any] | None:
+    """Inside an ``on_checkpoint`` call: ``{"step", "epoch", "total_steps", "desc"}`` of the
+    :func:`train` call (``epoch``: epochs done, optimizer steps / steps per epoch, rounded to
+    4 places: whole at an epoch end, except a last epoch cut by ``max_steps``); ``None`` elsewhere."""
+    return _CHECKPOINT.get()
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -780,7 +755,10 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, total))
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opts.precision)
     scaler = torch.amp.GradScaler("cuda") if opts.precision == "fp16" else None
-    hook = on_checkpoint if on_checkpoint is not None else (_HOOKS.get() or {}).get("on_checkpoint")
+    hooks = {} if on_checkpoint is not None else (_HOOKS.get() or {})
+    hook = on_checkpoint if on_checkpoint is not None else hooks.get("on_checkpoint")
+    every = opts.checkpoint_every if hooks.get("every") is None else int(hooks["every"])
+    each_epoch = opts.checkpoint_each_epoch if hooks.get("each_epoch") is None else bool(hooks["each_epoch"])
     log = TrainLog(desc=desc, steps=total, warmup_steps=warmup,
                    options={**asdict(opts), "anchor": anchor, "reference": reference,
                             "reference_copy": bool(ref and ref.holds_copy), "fixed_ref": list(fixed_ref),
@@ -815,8 +793,13 @@ def train(
         if hook is None:
             return
         module.eval()
-        with torch.no_grad():
-            hook(step, bundle)
+        token = _CHECKPOINT.set({"step": step, "epoch": round(step / steps_per_epoch, 4), "total_steps": total,
+                                 "desc": desc})
+        try:
+            with torch.no_grad():
+                hook(step, bundle)
+        finally:
+            _CHECKPOINT.reset(token)
         module.train()
 
     t0 = time.perf_counter()
@@ -875,14 +858,14 @@ def train(
                         bar.note(expected_line(f"{desc} ({total} steps)", bar.elapsed() + eta,
                                                _skip_hint(desc, device)))
                 done = len(log.losses)
-                if opts.checkpoint_every and done % opts.checkpoint_every == 0:
+                if every and done % every == 0:
                     checkpoint(done)
                 if heldout_plan and opts.eval_every and done % opts.eval_every == 0 and held_out(done):
                     break
             if log.stopped_early:
                 break
             done = len(log.losses)
-            if opts.checkpoint_each_epoch and not (opts.checkpoint_every and done % opts.checkpoint_every == 0):
+            if each_epoch and not (every and done % every == 0):
                 checkpoint(done)
             if heldout_plan and not opts.eval_every and held_out(done):
                 break

@@ -12,8 +12,11 @@ prepared is reused; unlearning and evaluation are done again). Each run's phases
 
 * ``start-up`` — process start to its first output line (imports, task generation);
 * ``tiny build + pretrain`` — the ``tiny: built`` line to the first ``prepare:`` line;
-* ``prepare target`` / ``prepare retain-only`` — fine-tuning + saving, from each prepared
-  model's ``bench_prepared.json`` (``seconds``);
+* ``prepare (both models)`` — wall time from the first ``prepare:`` line to the first line
+  after both models are saved (the first ``evaluate:``/``run:`` line); the two models may
+  train side by side (one per core, see ``bench.run.parallel_prepare_ok``);
+* ``prepare target`` / ``prepare retain-only`` — each model's own fine-tuning + saving, from
+  its ``bench_prepared.json`` (``seconds``): detail, not part of the sum;
 * ``evaluate retain-only`` / ``evaluate target`` — the reference runs' ``timings.total_s``
   (model loading + evaluation), from their ``results.json``;
 * ``unlearn`` / ``evaluate`` — the run's ``timings.unlearn_s`` / ``evaluate_s``;
@@ -36,8 +39,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-PHASES = ("start-up", "tiny build + pretrain", "prepare target", "prepare retain-only",
-          "evaluate retain-only", "evaluate target", "unlearn", "evaluate", "other", "total")
+PHASES = ("start-up", "tiny build + pretrain", "prepare (both models)", "evaluate retain-only",
+          "evaluate target", "unlearn", "evaluate", "other", "total")
+DETAIL = ("prepare target", "prepare retain-only")  # shown, not summed: they may run side by side
 
 
 def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, list[tuple[float, str]], int]:
@@ -60,7 +64,7 @@ def _first(lines: list[tuple[float, str]], prefix: str) -> float | None:
 def phases(total: float, lines: list[tuple[float, str]], out: Path, started: float) -> dict[str, float]:
     """The phase figures of one run (see the module docstring); ``started``: its
     ``time.time()`` at start (files older than that were reused, not made by it)."""
-    ph = dict.fromkeys(PHASES, 0.0)
+    ph = dict.fromkeys(PHASES + DETAIL, 0.0)
     ph["total"] = total
     ph["start-up"] = lines[0][0] if lines else total
     built, prep = _first(lines, "tiny: built"), _first(lines, "prepare:")
@@ -81,7 +85,11 @@ def phases(total: float, lines: list[tuple[float, str]], out: Path, started: flo
         meta = d / "bench_prepared.json" if d else None
         if meta and meta.exists() and meta.stat().st_mtime >= started:
             ph[f"prepare {label}"] = float(json.loads(meta.read_text())["seconds"])
-    ph["other"] = max(0.0, total - sum(v for k, v in ph.items() if k not in ("other", "total")))
+    after = next((t for t, ln in lines if prep is not None and t > prep
+                  and ln.startswith(("evaluate:", "run:"))), None)
+    if prep is not None and after is not None and (ph["prepare target"] or ph["prepare retain-only"]):
+        ph["prepare (both models)"] = after - prep
+    ph["other"] = max(0.0, total - sum(v for k, v in ph.items() if k not in ("other", "total") + DETAIL))
     return ph
 
 
@@ -91,6 +99,23 @@ def _retain_dir(res: dict[str, Any]) -> Path | None:
         return None
     target = json.loads((Path(ref) / "results.json").read_text())["config"]["target"]
     return Path(target)
+
+
+def cpu_line() -> str:
+    """``<model name>, <n> cores visible, AVX-512 bf16|AVX-512|AVX2|...`` from /proc/cpuinfo."""
+    name, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name == "unknown CPU":
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = next((label for flag, label in (("avx512_bf16", "AVX-512 with bf16"), ("avx512f", "AVX-512"),
+                                          ("avx2", "AVX2")) if flag in flags), "no AVX2")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}, {cores} cores visible, {isa}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                                              "unlearned": res["aggregates"]["forget_rouge_l"]}}
 
     print(f"{' '.join(['bench run --task', args.task, '--method', args.method, '--model', args.model])}"
-          f"  ({os.cpu_count()} CPUs visible)")
+          f"  ({cpu_line()})")
     print(f"{'phase':<24}{'cold s':>9}{'warm s':>9}")
-    for p in PHASES:
+    for p in PHASES[:3] + DETAIL + PHASES[3:]:
         print(f"{p:<24}{figures['cold'][p]:>9.1f}{figures['warm'][p]:>9.1f}")
     r = aggregates.get("forget_rouge_l", {})
     if r:

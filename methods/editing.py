@@ -111,7 +111,7 @@ def _needs_original(options: dict[str, Any]) -> bool:
 
 
 @register("tv", "Task vector: theta_full - scale*(theta_fgt - theta0)", "Ilharco et al. 2023; seed 002; MUSE",
-          needs_original=_needs_original)
+          needs_original=_needs_original, trains_in_place=False)
 def tv(model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item], *,
        base: Literal["original", "target"] = "original", scale: float = 1.0,
        train: TrainOptions = SEED002, ctx: Any = None) -> ModelBundle:
@@ -123,7 +123,7 @@ def _wme(name: str, model, forget, retain, train, ctx, **w: Any) -> ModelBundle:
 
 
 @register("wme-grad", "WME: theta_full - W*(theta_fgt - theta0), W from |grad| on forget vs retain at theta0",
-          "seed 002 (WME)", needs_original=True)
+          "seed 002 (WME)", needs_original=True, trains_in_place=False)
 def wme_grad(model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item], *,
              eps: float = 1e-20, sample_fraction: float = 1.0, grads_at: Literal["theta0", "theta_full"] = "theta0",
              grad_batch_size: int = 8, train: TrainOptions = SEED002, ctx: Any = None) -> ModelBundle:
@@ -133,7 +133,7 @@ def wme_grad(model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item],
 
 
 @register("wme-fisher", "WME with squared gradients (diagonal Fisher), tau = 2", "seed 002 (WME)",
-          needs_original=True)
+          needs_original=True, trains_in_place=False)
 def wme_fisher(model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item], *,
                eps: float = 1e-20, sample_fraction: float = 1.0,
                grads_at: Literal["theta0", "theta_full"] = "theta0", grad_batch_size: int = 8,
@@ -144,7 +144,7 @@ def wme_fisher(model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item
 
 
 @register("wme", "WME general form: any tau; ratio/softmax/constant/random/pruning weightings", "seed 002 (WME)",
-          needs_original=True)
+          needs_original=True, trains_in_place=False)
 def wme(model: ModelBundle, forget: Sequence[Item], retain: Sequence[Item], *,
         tau: float = 1.0, eps: float = 1e-20, weighting: Weighting = "ratio", omega: float = 0.5,
         prune_fraction: float = 0.5, sample_fraction: float = 1.0,

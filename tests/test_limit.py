@@ -45,6 +45,7 @@ def test_limit_does_not_change_the_prepared_retain_model(tmp_path, monkeypatch):
                 p.add_(torch.randn(p.shape, generator=g) * 1e-3)
 
     monkeypatch.setattr(training, "finetune", stand_in)
+    monkeypatch.setenv("BENCH_PREPARE_PARALLEL", "0")  # the stand-in lives in this process only
     # the reference evaluations prepare() starts are not what this test is about
     evaluated: list[int | None] = []
     monkeypatch.setattr(run_mod, "run", lambda spec, log=print, _data=None: evaluated.append(spec.limit) or tmp_path)

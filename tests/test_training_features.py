@@ -173,3 +173,30 @@ def test_fixed_reference_logprobs_equal_the_model_before_training(tiny_bundle, f
     assert len(seen) == 2  # the two micro-batches of the first step, before any update
     for lp, ref in seen:
         assert torch.allclose(lp, ref, atol=1e-4)
+
+
+def test_group_by_length_sorts_each_megabatch_longest_first():
+    """HF's LengthGroupedSampler convention: each epoch's permutation is cut into mega-batches
+    of MEGABATCH micro-batches, sorted by length, longest first; every example once per epoch."""
+    import torch
+
+    from bench.training import MEGABATCH, TrainOptions, _plan
+
+    n = 2 * MEGABATCH * 2 + 3  # two full mega-batches of batch 2 and a partial one
+    lengths = [(7 * i) % 23 + 1 for i in range(n)]
+    opts = TrainOptions(batch_size=2, grad_accum=1, group_by_length=True)
+    micro = (n + 1) // 2
+    plan = _plan({"train": n}, "train", list(range(n)), opts, torch.Generator().manual_seed(0), 0, micro, micro, lengths)
+    order = [r.idx["train"] for g in plan[0] for m in g for r in m]
+    assert sorted(order) == list(range(n))
+    mega = MEGABATCH * 2
+    chunks = [order[i:i + mega] for i in range(0, n, mega)]
+    assert len(chunks) == 3
+    for c in chunks:
+        assert [lengths[i] for i in c] == sorted((lengths[i] for i in c), reverse=True)
+    plain = _plan({"train": n}, "train", list(range(n)), TrainOptions(batch_size=2, grad_accum=1),
+                  torch.Generator().manual_seed(0), 0, micro, micro, lengths)
+    plain_order = [r.idx["train"] for g in plain[0] for m in g for r in m]
+    assert plain_order != order  # off by default: the permutation as drawn
+    # the same permutation underlies both: each mega-batch holds the same examples
+    assert [sorted(plain_order[i:i + mega]) for i in range(0, n, mega)] == [sorted(c) for c in chunks]

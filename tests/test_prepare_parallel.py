@@ -1,0 +1,66 @@
+"""``prepare`` trains the retain-only model in a worker process beside the target when the
+model is small and the CPU has two cores: same weights, bit for bit, as one after the other."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from bench import run as run_mod
+from bench.errors import BenchError
+from bench.paths import cache_dir
+from bench.provenance import dir_fingerprint
+
+TWO_CORES = len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) >= 2
+
+
+@pytest.fixture
+def quick(tmp_path, monkeypatch):
+    """A prepare on a saved tiny random model with 3 optimizer steps, no reference evaluation."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(run_mod, "finetune_settings",
+                        lambda alias: {"epochs": 1, "lr": 1e-3, "batch_size": 4, "max_steps": 3})
+    monkeypatch.setattr(run_mod, "run", lambda spec, log=print, _data=None: tmp_path)
+
+    def prepare(model_dir, parallel: bool):
+        monkeypatch.setenv("BENCH_PREPARE_PARALLEL", "1" if parallel else "0")
+        shutil.rmtree(cache_dir() / "prepared", ignore_errors=True)
+        spec = run_mod.RunSpec(task="synthetic-forget01", model=str(model_dir), limit=2)
+        task, data = run_mod.load_task(spec)
+        lines: list[str] = []
+        p = run_mod.prepare(spec, task, data, log=lines.append)
+        return (dir_fingerprint(p.target_dir), dir_fingerprint(p.retain_dir)), lines
+
+    return prepare
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs two CPU cores")
+def test_parallel_prepare_gives_the_same_models(quick, tiny_dir):
+    assert run_mod.parallel_prepare_ok(tiny_dir)
+    seq, seq_lines = quick(tiny_dir, parallel=False)
+    par, par_lines = quick(tiny_dir, parallel=True)
+    assert any("worker process" in ln for ln in par_lines)
+    assert not any("worker process" in ln for ln in seq_lines)
+    assert seq == par and seq[0] != seq[1]
+
+
+def test_parallel_prepare_off_switch_and_large_models(tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_PREPARE_PARALLEL", "0")
+    assert not run_mod.parallel_prepare_ok(tiny_dir)
+    monkeypatch.setenv("BENCH_PREPARE_PARALLEL", "1")
+    assert not run_mod.parallel_prepare_ok(tmp_path / "nothing-here")  # a hub id / no local weights
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / "model.safetensors", "wb") as f:
+        f.truncate(100_000_000)  # sparse: > 80 MB of weights trains on several threads, alone
+    assert not run_mod.parallel_prepare_ok(big)
+
+
+def test_worker_failure_is_one_line(tmp_path):
+    wait = run_mod._build_beside(tmp_path / "out", (str(tmp_path / "missing-model"), None, None, "m", "retain",
+                                                     [], {"epochs": 1, "lr": 1e-3}, {}))
+    with pytest.raises(BenchError, match=r"prepare: the worker building out failed: BenchError: .*missing-model"):
+        wait()
+    assert not (tmp_path / "out").exists()

@@ -164,6 +164,7 @@ def test_tiny_reference_model_is_taught_the_neighbours_only(shared_data, tmp_pat
         trained[desc.split(" model")[0]] = [it.id for it in items]
 
     monkeypatch.setattr(training, "finetune", stand_in)
+    monkeypatch.setenv("BENCH_PREPARE_PARALLEL", "0")  # the stand-in lives in this process only
     monkeypatch.setattr(run_mod, "run", lambda spec, log=print, _data=None: tmp_path)
     spec = run_mod.RunSpec(task="rwku", model="tiny", data_dir=str(shared_data), limit=1)
     task, data = run_mod.load_task(spec)

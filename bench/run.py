@@ -309,7 +309,8 @@ def reference_run(spec: RunSpec, model: str, task: Task, data: TaskData, log: Lo
     backend and --limit): an ordinary cached ``method none`` run."""
     from dataclasses import replace
 
-    ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"),
+    # seed fixed like the prepared models': every --seed of a sweep shares one reference run
+    ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"), seed=PREPARE_SEED,
                        as_is=True, reference=reference, overwrite=False, save_model=False,
                        attacks=[], attack_options={}, train_limit=None, eval_every=None, eval_sets=None)
     return run(ref_spec, log=log, _data=(task, data))

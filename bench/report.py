@@ -132,8 +132,6 @@ def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> li
                 r = load_results(ref)
                 label = {"retain": "reference: retain-only model", "target": "reference: target before unlearning",
                          }.get(kind, f"reference: {kind} model")  # e.g. a task's retrained run
-                if "seed" in varying:  # one reference run per seed
-                    label += f" (seed={r.get('seed')})"
                 rows.append({**_row(r, label), "kind": kind, "dir": str(ref)})
     return rows
 

@@ -299,7 +299,11 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
     def with_replay(items: Any) -> Any:  # general-knowledge QA mixes only into QA splits
         from bench.items import split_format
 
-        return items if not replay or split_format(items) != "model" else list(items) + replay
+        # an empty split (RWKU has no retain corpus) takes the replay alone: its reference
+        # model is the base taught general knowledge only, never the forget set
+        if not replay or (len(items) and split_format(items) != "model"):
+            return items
+        return list(items) + replay
 
     full_items, retain_items = prepare_splits(data, spec.prepare_limit)
     jobs = {"full": with_replay(full_items), task.reference_key or "retain": with_replay(retain_items)}
@@ -340,7 +344,8 @@ def reference_run(spec: RunSpec, model: str, task: Task, data: TaskData, log: Lo
     backend and --limit): an ordinary cached ``method none`` run."""
     from dataclasses import replace
 
-    ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"),
+    # seed fixed like the prepared models': every --seed of a sweep shares one reference run
+    ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"), seed=PREPARE_SEED,
                        as_is=True, reference=reference, overwrite=False, save_model=False,
                        attacks=[], attack_options={}, train_limit=None, eval_every=None, eval_sets=None,
                        prepare_limit=None, prepare_options={})

@@ -64,3 +64,12 @@ def test_worker_failure_is_one_line(tmp_path):
     with pytest.raises(BenchError, match=r"prepare: the worker building out failed: BenchError: .*missing-model"):
         wait()
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_runs_do_not_depend_on_the_run_seed(monkeypatch):
+    """Prepared models are trained with one seed, so every --seed shares one reference run."""
+    seen = []
+    monkeypatch.setattr(run_mod, "run", lambda spec, log=print, _data=None: seen.append(spec))
+    for seed in (0, 3):
+        run_mod.reference_run(run_mod.RunSpec(task="synthetic-forget01", seed=seed), "m", None, None, print)
+    assert [s.seed for s in seen] == [run_mod.PREPARE_SEED] * 2 and seen[0] == seen[1]

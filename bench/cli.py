@@ -75,7 +75,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "the prepared models are never cut")
     p.add_argument("--train-limit", type=_positive_int,
                    help="the method trains on the first N forget and retain items only (recorded; "
-                   "the prepared target and retain-only models still use every item)")
+                   "the prepared target and retain-only models still use every item: see --prepare-limit)")
+    p.add_argument("--prepare-limit", type=_positive_int, metavar="N",
+                   help="quick prepared models: the target is fine-tuned on the forget split + the first N "
+                   "retain items, the retain-only model on those N (recorded; default: every item)")
+    p.add_argument("--prepare-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="prepare fine-tuning setting over the alias' own, e.g. epochs=3 lr=1e-4 (recorded)")
     p.add_argument("--out", default="reports/runs", help="where run directories go (default reports/runs)")
     p.add_argument("--prompt-style", default="auto", choices=["auto", "chat", "chat-template", "plain"],
                    help="how questions become prompts and answers scored continuations (default: the "
@@ -192,6 +197,7 @@ def _spec(args: argparse.Namespace, method: str = "none"):
         step_reference=args.step_reference, out=args.out, as_is=getattr(args, "as_is", False),
         reference=getattr(args, "reference", None), prompt_style=args.prompt_style,
         system_prompt=args.system_prompt, train_limit=args.train_limit,
+        prepare_limit=args.prepare_limit, prepare_options=_kv(args.prepare_set),
         cache=not args.no_cache, overwrite=getattr(args, "overwrite", False),
         save_model=getattr(args, "save_model", False),
         attacks=list(getattr(args, "attack", [])), attack_options=_kv(getattr(args, "attack_set", [])),

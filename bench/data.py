@@ -315,6 +315,27 @@ def download_hub_file(repo: str, filename: str, repo_type: str = "dataset") -> P
         ) from None
 
 
+def data_hint(hint: str) -> Any:
+    """Decorator for a task's ``load``: a :class:`DataError` it raises (a missing split, row
+    or field, named by file / row / field) gets ``hint`` appended, i.e. what to do (which
+    upstream copy to use), once."""
+    import functools
+
+    def wrap(load: Any) -> Any:
+        @functools.wraps(load)
+        def inner(self: Any, data_dir: Any = None, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return load(self, data_dir, *args, **kwargs)
+            except DataError as e:
+                if e.hinted:
+                    raise
+                err = DataError(e.path, f"{e.message}; {hint}", e.row, e.field)
+                err.hinted = True
+                raise err from None
+        return inner
+    return wrap
+
+
 def resolve_data_dir(
     data_dir: str | Path | None,
     subdir: str,

@@ -20,4 +20,5 @@ class DataError(BenchError):
         if field is not None:
             where += f", field '{field}'"
         super().__init__(f"{where}: {message}")
-        self.path, self.row, self.field = path, row, field
+        self.path, self.row, self.field, self.message = path, row, field, message
+        self.hinted = False  # set by bench.data.data_hint once "what to do" is appended

@@ -12,10 +12,17 @@ Metrics never call the model. Three stages, each a function a newcomer can read 
    aggregates it.
 
 Derived metrics (the task's graph nodes) come after, in :mod:`bench.graph`.
+
+Accounting (recorded by the run in ``results.json``): :meth:`Plan.sharing` shows, per
+``"<set>/<metric>"``, how many of its requests start a model pass and how many reuse a pass
+another metric already asked for; :func:`score` can fill ``timings`` with the scoring
+seconds of each metric and of each metric family (the module a metric lives in:
+``rouge``, ``mia``, ``closer_look``, ...) and the scorer models' usage.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +60,28 @@ class Plan:
     sets: list[tuple[EvalSet, EvalContext, list[tuple[str, Metric]], list[list[list[int]]]]] = field(
         default_factory=list)
 
+    def sharing(self) -> dict[str, dict[str, Any]]:
+        """Per label ``"<set>/<metric key>"``: ``requests`` it asked, ``new`` passes it
+        started, ``shared_with`` ``{label: n}``: passes first asked by another label (in
+        plan order), and ``repeated``: its own requests asked twice. A pass is a distinct
+        ``Generate``, or a distinct (prompt, continuation) for ``loglikelihood`` and
+        ``token_stats`` together (one forward item on the ``hf`` fast path; the answering
+        layer dedupes identical requests, the backend merges the two likelihood kinds)."""
+        first: dict[Any, str] = {}  # pass -> the label that asked for it first
+        out: dict[str, dict[str, Any]] = {}
+        for r, label in zip(self.requests, self.labels):
+            row = out.setdefault(label, {"requests": 0, "new": 0, "shared_with": {}, "repeated": 0})
+            row["requests"] += 1
+            key = r if r.kind == "generate" else ("likelihood", r.prompt, r.continuation)
+            if key not in first:
+                first[key] = label
+                row["new"] += 1
+            elif first[key] == label:
+                row["repeated"] += 1
+            else:
+                row["shared_with"][first[key]] = row["shared_with"].get(first[key], 0) + 1
+        return out
+
     def tokens_hint(self) -> dict[str, int]:
         """Request counts per kind (for progress lines)."""
         out: dict[str, int] = {}
@@ -85,12 +114,26 @@ def answer(p: Plan, layer: AnsweringLayer) -> list[Response]:
     return layer.answer(p.requests)
 
 
+def metric_family(metric: Metric) -> str:
+    """A metric's family: the last part of its class's module (``bench.metrics.mia`` ->
+    ``mia``; TE, CS and ES -> ``closer_look``)."""
+    return type(metric).__module__.rsplit(".", 1)[-1]
+
+
 def score(p: Plan, responses: Sequence[Response], log: Callable[[str], None] | None = None,
-          ) -> tuple[dict[str, SetResult], list[dict[str, Any]]]:
+          timings: dict[str, Any] | None = None) -> tuple[dict[str, SetResult], list[dict[str, Any]]]:
     """Per-set results and per-item samples from the answered plan.
 
     Each metric scores its whole set at once (:meth:`Metric.score_set`), then aggregates.
+    ``timings``, when given, receives wall seconds: ``score_by_metric_s`` (``"<set>/<key>"``),
+    ``score_by_family_s`` (:func:`metric_family`) and ``scorers`` (what the scorer models
+    ran meanwhile: :func:`bench.scorers.usage_since`; their time is inside their metric's).
     """
+    from bench import scorers
+
+    before = scorers.snapshot()
+    by_metric: dict[str, float] = {}
+    by_family: dict[str, float] = {}
     results: dict[str, SetResult] = {}
     samples: list[dict[str, Any]] = []
     for es, ctx, metrics, slots in p.sets:
@@ -108,6 +151,7 @@ def score(p: Plan, responses: Sequence[Response], log: Callable[[str], None] | N
                 "metrics": {},
             })
         for m, (key, metric) in enumerate(metrics):
+            t0 = time.perf_counter()
             per_item_responses = [[responses[i] for i in per_metric[m]] for per_metric in slots]
             values = list(metric.score_set(es.items, per_item_responses, ctx))
             if len(values) != len(es.items):
@@ -120,8 +164,16 @@ def score(p: Plan, responses: Sequence[Response], log: Callable[[str], None] | N
             note = getattr(metric, "note", None)
             if isinstance(note, str) and note:  # e.g. a scorer model that could not load
                 res.notes[key] = note
+            dt = time.perf_counter() - t0
+            by_metric[f"{es.name}/{key}"] = round(dt, 4)
+            fam = metric_family(metric)
+            by_family[fam] = by_family.get(fam, 0.0) + dt
         samples.extend(set_samples)
         results[es.name] = res
+    if timings is not None:
+        timings["score_by_metric_s"] = by_metric
+        timings["score_by_family_s"] = {k: round(v, 4) for k, v in sorted(by_family.items())}
+        timings["scorers"] = scorers.usage_since(before)
     return results, samples
 
 

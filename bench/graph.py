@@ -75,13 +75,16 @@ class Derived:
     """A derived-metric node: registered function ``name`` applied to ``inputs``.
 
     ``key`` names a scalar output (default ``name``); ``options`` are passed as keyword
-    arguments and recorded.
+    arguments and recorded. ``missing_hint``: what to do when an input is missing (e.g.
+    which task option provides the set), appended to the node's note; not part of what is
+    measured (not in :meth:`describe`).
     """
 
     name: str
     inputs: Mapping[str, Ref | Mapping[str, Ref]]
     options: Mapping[str, Any] = field(default_factory=dict)
     key: str | None = None
+    missing_hint: str = ""
 
     @property
     def result_key(self) -> str:
@@ -176,7 +179,7 @@ def compute(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str
                     kwargs[arg] = _value(spec, runs, me)
         except Missing as e:
             values[node.result_key] = None
-            notes[node.result_key] = f"{node.name}: {e}"
+            notes[node.result_key] = f"{node.name}: {e}" + (f"; {node.missing_hint}" if node.missing_hint else "")
             for extra in getattr(fn, "outputs", ()):
                 values.setdefault(extra, None)
             continue
@@ -189,7 +192,23 @@ def compute(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str
             values.update(out)
         else:
             values[node.result_key] = out
+        mine = out.get(node.result_key, 0) if isinstance(out, Mapping) else out
+        if mine is None and node.result_key not in notes:
+            empty = _none_inputs(kwargs)  # a missing value always says why
+            if empty:
+                notes[node.result_key] = f"{node.name}: input {', '.join(empty)} is missing (None)"
     return values, notes
+
+
+def _none_inputs(kwargs: Mapping[str, Any]) -> list[str]:
+    """The labels of a node's inputs that are ``None`` (a scalar, or a value of a labelled mapping)."""
+    out = []
+    for arg, v in kwargs.items():
+        if v is None:
+            out.append(arg)
+        elif isinstance(v, Mapping):
+            out.extend(lab for lab, x in v.items() if x is None)
+    return out
 
 
 def aggregates(nodes: list[Derived], runs: Mapping[str, Results]) -> tuple[dict[str, Any], dict[str, str]]:

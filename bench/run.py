@@ -37,7 +37,7 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,8 @@ class RunSpec:
     prompt_style: str = "auto"
     system_prompt: str | None = None  # chat styles: the system turn (bench.prompts)
     train_limit: int | None = None  # the method sees the first N forget / retain items only
+    prepare_limit: int | None = None  # prepared models: forget + first N retain items / first N retain
+    prepare_options: dict[str, str] = field(default_factory=dict)  # --prepare-set key=value (fine-tuning)
     cache: bool = True
     overwrite: bool = False
     save_model: bool = False
@@ -157,6 +159,36 @@ def finetune_settings(alias: Any) -> dict[str, Any]:
     if alias is not None:
         base.update(dict(alias.finetune))
     return base
+
+
+def prepare_overrides(raw: dict[str, str] | None) -> dict[str, Any]:
+    """``--prepare-set`` typed: any :func:`bench.training.finetune` option but
+    seed/desc/progress, converted by its annotations (they override
+    :func:`finetune_settings`); a BenchError names an unknown key or a bad value."""
+    if not raw:
+        return {}
+    from bench.adapters import parse_options
+    from bench.training import finetune
+
+    fixed = sorted(set(raw) & {"seed", "desc", "progress"})
+    if fixed:
+        raise BenchError(f"--prepare-set: option '{fixed[0]}' is fixed by bench prepare "
+                         "(accepted: epochs, lr, batch_size, grad_accum, weight_decay, ...)")
+    return parse_options(finetune, dict(raw), "--prepare-set", kind="prepare", positional=2)
+
+
+def prepare_splits(data: TaskData, limit: int | None) -> tuple[Sequence[Item], Sequence[Item]]:
+    """The (target, retain-only) fine-tuning items: ``(full, retain)``, or with
+    ``--prepare-limit N`` ``(forget + retain[:N], retain[:N])`` — a quick pair that, like
+    the full one, differs only by the forget set (every forget item stays in the target).
+    Each keeps its split's format (``full``'s for the target, ``retain``'s for the other)."""
+    from bench.items import Split, split_format
+
+    if limit is None:
+        return data.full, data.retain
+    retain = list(data.retain)[:limit]
+    return (Split(list(data.forget) + retain, format=split_format(data.full)),
+            Split(retain, format=split_format(data.retain)))
 
 
 def _finetune_into(tmp: Path, base_path: str, prompt_style: str | None, system_prompt: str | None,
@@ -252,8 +284,10 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
     from bench.provenance import dir_fingerprint, spec_hash
 
     checks.check_backend_available(spec.backend)  # the reference runs need it: fail before training
+    checks.check_limit(spec.prepare_limit, "--prepare-limit")
+    overrides = prepare_overrides(spec.prepare_options)  # checked before any build
     base_path, alias = models.resolve(spec.model, data, task.family)
-    ft = finetune_settings(alias)
+    ft = {**finetune_settings(alias), **overrides}
     base_fp = dir_fingerprint(base_path)[:10]
     root = cache_dir() / "prepared" / task.family / f"{_slug(spec.model)}-{base_fp}"
     prompt_key = {k: v for k, v in (("prompt_style", spec.prompt_style), ("system_prompt", spec.system_prompt))
@@ -265,9 +299,14 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
     def with_replay(items: Any) -> Any:  # general-knowledge QA mixes only into QA splits
         from bench.items import split_format
 
-        return items if not replay or split_format(items) != "model" else list(items) + replay
+        # an empty split (RWKU has no retain corpus) takes the replay alone: its reference
+        # model is the base taught general knowledge only, never the forget set
+        if not replay or (len(items) and split_format(items) != "model"):
+            return items
+        return list(items) + replay
 
-    jobs = {"full": with_replay(data.full), task.reference_key or "retain": with_replay(data.retain)}
+    full_items, retain_items = prepare_splits(data, spec.prepare_limit)
+    jobs = {"full": with_replay(full_items), task.reference_key or "retain": with_replay(retain_items)}
     paths = {split: root / f"{split}-{_items_hash(items)}-{spec_hash(ft_key)[:8]}" for split, items in jobs.items()}
     todo = []
     for split, items in jobs.items():
@@ -308,7 +347,8 @@ def reference_run(spec: RunSpec, model: str, task: Task, data: TaskData, log: Lo
     # seed fixed like the prepared models': every --seed of a sweep shares one reference run
     ref_spec = replace(spec, method="none", model=model, options={}, out=str(cache_dir() / "runs"), seed=PREPARE_SEED,
                        as_is=True, reference=reference, overwrite=False, save_model=False,
-                       attacks=[], attack_options={}, train_limit=None, eval_every=None, eval_sets=None)
+                       attacks=[], attack_options={}, train_limit=None, eval_every=None, eval_sets=None,
+                       prepare_limit=None, prepare_options={})
     return run(ref_spec, log=log, _data=(task, data))
 
 
@@ -354,6 +394,7 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
         raise BenchError(f"step_reference must be 'initial' or 'previous', got {spec.step_reference!r}")
     checks.check_seed(spec.seed)
     checks.check_limit(spec.train_limit, "--train-limit")
+    checks.check_limit(spec.prepare_limit, "--prepare-limit")
     checks.check_out_dir(spec.out)
     task, data = _data if _data is not None else load_task(spec)
     method_name, method_fn = resolve_method(spec.method)
@@ -367,6 +408,7 @@ def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None
     checks.check_backend_available(backend_name, backend_cls)  # before any model is prepared
     parse_options(backend_cls.__init__, spec.backend_options, backend_name, kind="backend", positional=2)
     alias = models.ALIASES.get(spec.model)
+    prepare_overrides(spec.prepare_options)  # a bad --prepare-set fails before any model is built
     accepted = method_options(method_fn)
     overrides: dict[str, Any] = {}
     if alias is not None:
@@ -490,24 +532,32 @@ def answer_step(rp: RunPlan, bundle: Any, eval_sets: list[Any], log: Log) -> tup
     finally:
         layer.close()
     info["request_stats"] = layer.stats()
+    info["answer_phases"] = layer.phases()
+    info["request_sharing"] = p.sharing()
     log(f"evaluate: answered in {time.time() - t0:.1f} s ({_stats_line(info['request_stats'])})")
     return p, responses, info
 
 
 def _stats_line(stats: dict[str, Any]) -> str:
-    keys = [k for k in ("requests", "distinct", "cache_hits", "computed") if k in stats]
-    return ", ".join(f"{k} {stats[k]}" for k in keys) or "done"
+    """``generate 80 requests -> 40 computed, ...`` from :meth:`AnsweringLayer.stats`."""
+    return ", ".join(f"{kind} {c.get('requests', 0)} requests -> {c.get('computed', 0)} computed"
+                     for kind, c in stats.items()) or "nothing to answer"
 
 
 def score_step(rp: RunPlan, p: Any, responses: list[Any], references: dict[str, Any],
+               timings: dict[str, Any] | None = None,
                ) -> tuple[dict[str, SetResult], list[dict[str, Any]], dict[str, Any], dict[str, str]]:
     """Stage 5 (per step): item metrics per set, then the task's derived nodes over this
-    step's results and the reference roles given (``{role: graph.Results}``)."""
+    step's results and the reference roles given (``{role: graph.Results}``). ``timings``,
+    when given, receives :func:`bench.evaluate.score`'s seconds and ``derived_s``."""
     from bench.evaluate import score
     from bench.graph import Results, aggregates
 
-    sets, samples = score(p, responses)
+    sets, samples = score(p, responses, timings=timings)
+    t0 = time.perf_counter()
     agg, notes = aggregates(list(rp.data.derived), {"self": Results(sets), **references})
+    if timings is not None:
+        timings["derived_s"] = round(time.perf_counter() - t0, 4)
     return sets, samples, agg, notes
 
 
@@ -690,7 +740,9 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         log(f"run: evaluating along training {describe(rp.curves)}")
     # recorded (and hashed) only when set, so that the default runs keep their directories
     resolved.update({k: v for k, v in (("system_prompt", spec.system_prompt),
-                                       ("train_limit", spec.train_limit)) if v is not None})
+                                       ("train_limit", spec.train_limit),
+                                       ("prepare_limit", spec.prepare_limit),
+                                       ("prepare_options", spec.prepare_options or None)) if v is not None})
     h = spec_hash(resolved)[:10]
     run_dir = Path(spec.out) / f"{_slug(spec.task)}__{_slug(rp.method_name)}__{_slug(spec.model)}__{h}"
     if (run_dir / "results.json").exists() and not spec.overwrite:
@@ -747,7 +799,10 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
         answer_s = round(time.time() - t0, 3)
         t0 = time.time()
         refs = _step_references(models_, k, prompt, step.eval_sets, previous)
-        sets, samples, agg, notes = score_step(rp, p, responses, refs)    # 5. score
+        score_t: dict[str, Any] = {}
+        sets, samples, agg, notes = score_step(rp, p, responses, refs, score_t)  # 5. score
+        log("score: " + ", ".join(f"{fam} {sec:.2f} s" for fam, sec in score_t["score_by_family_s"].items())
+            + f"; derived nodes {score_t['derived_s']:.2f} s")
         for s in samples:
             s["step"] = step.name
         row = {
@@ -755,7 +810,10 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             "sets": {n: v.to_dict() for n, v in sets.items()},
             "eval_sets": {es.name: es.describe() for es in step.eval_sets},
             "model_fingerprint": fingerprint, "training": training,
-            "timings": {"unlearn_s": unlearn_s, "answer_s": answer_s, "score_s": round(time.time() - t0, 3)},
+            "timings": {"unlearn_s": unlearn_s, "answer_s": answer_s, "score_s": round(time.time() - t0, 3),
+                        "answer_by_phase_s": {ph: v["seconds"] for ph, v in info.get("answer_phases", {}).items()},
+                        **score_t},
+            "request_stats": info.get("request_stats"), "request_sharing": info.get("request_sharing"),
         }
         if curve is not None:
             row["curve"] = curve
@@ -771,6 +829,7 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
             start = ckpt
     timings["unlearn_s"] = round(sum(r["timings"]["unlearn_s"] for r in rows), 3)
     timings["evaluate_s"] = round(sum(r["timings"]["answer_s"] + r["timings"]["score_s"] for r in rows), 3)
+    timings.update(_family_timings(rows))
     attack_results: dict[str, Any] = {}
     if attacks:                                                          # 6b. attacks (last step)
         t0 = time.time()
@@ -786,6 +845,27 @@ def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = N
     shutil.rmtree(run_dir / ".partial", ignore_errors=True)
     log(f"run: wrote {run_dir / 'results.json'}")
     return run_dir
+
+
+def _family_timings(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every step's answering seconds per phase (``answer_by_phase_s``) and scoring
+    seconds per metric family / metric and of the derived nodes, summed over the steps."""
+    out: dict[str, Any] = {}
+    for name in ("answer_by_phase_s", "score_by_family_s", "score_by_metric_s"):
+        acc: dict[str, float] = {}
+        for r in rows:
+            for k, v in (r.get("timings", {}).get(name) or {}).items():
+                acc[k] = acc.get(k, 0.0) + float(v)
+        out[name] = {k: round(v, 4) for k, v in acc.items()}
+    out["derived_s"] = round(sum(float(r.get("timings", {}).get("derived_s") or 0.0) for r in rows), 4)
+    scorers: dict[str, dict[str, float]] = {}
+    for r in rows:
+        for k, u in (r.get("timings", {}).get("scorers") or {}).items():
+            acc_u = scorers.setdefault(k, {})
+            for c, v in u.items():
+                acc_u[c] = round(acc_u.get(c, 0) + v, 4)
+    out["scorers"] = scorers
+    return out
 
 
 def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_: Models,
@@ -822,6 +902,8 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
         },
         "training": last.get("training", []),
         "request_stats": info.get("request_stats"),
+        "answer_phases": info.get("answer_phases"),
+        "request_sharing": info.get("request_sharing"),
         "versions": versions(),
         "seed": spec.seed,
         "timings": timings,

@@ -11,7 +11,10 @@ requests; what they need is the same discipline as a backend:
   real loads; :func:`release` frees them);
 * **batched**: each call dedupes its texts, sorts them by length (fewer pad tokens per
   batch) and runs batches of ``batch_size``; results come back in input order;
-* **deterministic**: eval mode, no dropout, float32 softmax.
+* **deterministic**: eval mode, no dropout, float32 softmax;
+* **accounted**: :data:`USAGE` sums, per ``"<kind>:<model>"``, the calls, input texts,
+  distinct texts actually run and seconds (the engine records the change per run in
+  ``results.json`` ``timings.scorers``).
 
 Defaults are the papers' hub models (:data:`EMBEDDING_MODEL`, :data:`NLI_MODEL`,
 :data:`GIBBERISH_MODEL`); a local directory works wherever a hub id does. Heavy libraries
@@ -20,6 +23,7 @@ Defaults are the papers' hub models (:data:`EMBEDDING_MODEL`, :data:`NLI_MODEL`,
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +36,32 @@ GIBBERISH_MODEL = "madhurjindal/autonlp-Gibberish-Detector-492513457"  # open-un
 
 _POOL: dict[tuple, Any] = {}
 LOADS: Counter = Counter()  # (kind, model) -> number of loads in this process
+USAGE: dict[str, Counter] = {}  # "<kind>:<model>" -> calls, texts, distinct, seconds (this process)
+
+
+def _account(kind: str, model: str, texts: int, distinct: int, seconds: float) -> None:
+    u = USAGE.setdefault(f"{kind}:{model}", Counter())
+    u["calls"] += 1
+    u["texts"] += texts
+    u["distinct"] += distinct
+    u["seconds"] += seconds
+
+
+def usage_since(before: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """What :data:`USAGE` gained since the snapshot ``before`` (``snapshot()``), rounded."""
+    out: dict[str, dict[str, float]] = {}
+    for key, u in USAGE.items():
+        b = before.get(key, {})
+        d = {k: u[k] - b.get(k, 0) for k in ("calls", "texts", "distinct", "seconds")}
+        if d["calls"]:
+            d["seconds"] = round(d["seconds"], 3)
+            out[key] = d
+    return out
+
+
+def snapshot() -> dict[str, dict[str, float]]:
+    """A copy of :data:`USAGE` (for :func:`usage_since`)."""
+    return {k: dict(v) for k, v in USAGE.items()}
 
 
 def _device(device: str | None) -> str:
@@ -77,8 +107,10 @@ class Embedder:
         if not distinct:
             dim = self.model.get_sentence_embedding_dimension() or 0
             return np.zeros((0, dim), dtype=np.float32)
+        t0 = time.perf_counter()
         vecs = self.model.encode(distinct, batch_size=self.batch_size, convert_to_numpy=True,
                                  show_progress_bar=False)
+        _account(self.kind, self.model_name, len(texts), len(distinct), time.perf_counter() - t0)
         return np.asarray(vecs, dtype=np.float32)[where]
 
     def cosine(self, a: Sequence[str], b: Sequence[str]) -> list[float]:
@@ -144,6 +176,7 @@ class Classifier:
         keys = list(zip(texts, pairs)) if pairs is not None else [(t, None) for t in texts]
         distinct, where = _distinct_by_length(keys, lambda k: len(k[0]) + len(k[1] or ""))
         out = np.zeros((len(distinct), len(self.labels)), dtype=np.float32)
+        t0 = time.perf_counter()
         with torch.inference_mode():
             for s in range(0, len(distinct), self.batch_size):
                 chunk = distinct[s:s + self.batch_size]
@@ -153,6 +186,7 @@ class Classifier:
                                      max_length=self.max_length, return_tensors="pt")
                 logits = self.model(**enc.to(self.device)).logits.float()
                 out[s:s + len(chunk)] = torch.softmax(logits, -1).cpu().numpy()
+        _account(self.kind, self.model_name, len(texts), len(distinct), time.perf_counter() - t0)
         return out[where]
 
 

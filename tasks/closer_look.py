@@ -27,7 +27,10 @@ and ``neighbor.json`` with the ``answer`` field (the original model's own output
 closer-look trains on). Eval: ``forget_perturbed`` and ``neighbor_perturbed`` (20 other
 people) with ``golden_answer`` as the answer of R, P and ES, and ``answer`` (kept as
 ``meta["model_answer"]``) as the reference of CS (SPEC: closer-look metrics). ES premise is
-the generation on both sets (closer-look's ``tofu=False``).
+the generation on both sets (closer-look's ``tofu=False``). Option ``max_train`` (default 0 =
+all) keeps the first N rows of ``forget.json`` and ``neighbor.json`` for training (recorded as a
+data note; the eval sets stay whole): a quick ``tiny`` model, whose preparation fine-tunes on
+the training rows' long answers.
 
 Metrics per set (all "higher = performs the task"): probability P (normalised over the
 options on real authors / world facts), ROUGE-L recall R (stemmed), truth ratio TR
@@ -52,7 +55,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.data import STR_LIST, TEXT, SplitSource, require, resolve_data_dir
+from bench.data import STR_LIST, TEXT, SplitSource, data_hint, require, resolve_data_dir
 from bench.errors import BenchError, DataError
 from bench.graph import Derived, Ref
 from bench.items import EvalSet, Item, MetricSpec, Step, TaskData
@@ -69,6 +72,10 @@ FE_METRICS = ("rouge_l", "probability", "truth_ratio", "cosine_similarity", "ent
 TOFU_UTILITY_SETS = ("retain", "real_authors", "world_facts")
 CONTINUAL_SUBDIR = "tofu_continual"
 REALWORLD_SUBDIR = "real_world"
+CONTINUAL_HINT = ("use an unchanged copy of data/tofu of sail-sg/closer-look-LLM-unlearning (JSON Lines, "
+                  "forgetXX with task_id, retainXX, the *_perturbed sets) as --data-dir/tofu_continual")
+REALWORLD_HINT = ("use an unchanged copy of data/real_world of sail-sg/closer-look-LLM-unlearning (forget, "
+                  "neighbor and their _perturbed sets) as --data-dir/real_world")
 NOT_ON_HUB = ("closer-look's {what} is not on the Hugging Face hub: download data/{folder} of "
               "sail-sg/closer-look-LLM-unlearning and pass --data-dir (its parent or the folder itself)")
 
@@ -199,6 +206,7 @@ class ContinualTofuTask(Task):
             out.append(tid)
         return out
 
+    @data_hint(CONTINUAL_HINT)
     def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
         """Read the continual splits; one :class:`Step` per task id (module docstring).
         ``limit`` (and ``ds_size``) cut the eval sets only."""
@@ -314,19 +322,29 @@ class RealWorldTask(Task):
     frontier = ("closer_look_fe", "closer_look_mu")
     efficacy_higher_is_better = True
 
-    def __init__(self, ds_size: int = 0, embedding_model: str = EMBEDDING_MODEL, nli_model: str = NLI_MODEL) -> None:
+    def __init__(self, ds_size: int = 0, embedding_model: str = EMBEDDING_MODEL, nli_model: str = NLI_MODEL,
+                 max_train: int = 0) -> None:
         self.ds_size = _check_ds_size(self.name, ds_size)
+        if isinstance(max_train, bool) or not isinstance(max_train, int) or max_train < 0:
+            raise BenchError(f"task '{self.name}': max_train must be a non-negative integer (0 = every row), "
+                             f"got {max_train!r}")
+        self.max_train = max_train  # the first N rows of forget.json and neighbor.json (a quick tiny model)
         self.embedding_model = embedding_model
         self.nli_model = nli_model
 
+    @data_hint(REALWORLD_HINT)
     def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
         check_limit(limit)
         src = _source(self, data_dir, REALWORLD_SUBDIR, "forget.json", "real-world task data")
         where = src.where
         train_fields = {**QA, "golden_answer": TEXT}
         f_rows, n_rows = src.records("forget"), src.records("neighbor")
-        forget = _row_items(f_rows, range(len(f_rows)), "forget_train", where("forget"), train_fields)
-        retain = _row_items(n_rows, range(len(n_rows)), "neighbor_train", where("neighbor"), train_fields)
+        forget = _row_items(f_rows, _head(range(len(f_rows)), self.max_train, None), "forget_train", where("forget"),
+                            train_fields)
+        retain = _row_items(n_rows, _head(range(len(n_rows)), self.max_train, None), "neighbor_train",
+                            where("neighbor"), train_fields)
+        notes = {"max_train": f"training splits cut to the first {self.max_train} rows of forget.json and "
+                              "neighbor.json (the eval sets are whole)"} if self.max_train else {}
         cl = {"embedding_model": self.embedding_model, "nli_model": self.nli_model}
         eval_fields = {**PERTURBED, "golden_answer": TEXT}
         sets = []
@@ -338,4 +356,4 @@ class RealWorldTask(Task):
             sets.append(EvalSet(name, items, closer_look_metrics(kind, cs_field="model_answer", premise="generation", **cl),
                                 role=kind, max_new_tokens=MAX_NEW_TOKENS, source=src.key(file)))
         return TaskData(forget=forget, retain=retain, full=forget + retain, eval_sets=sets, files=dict(src.files),
-                        source=src.source, derived=closer_look_nodes(("neighbor",)))
+                        source=src.source, derived=closer_look_nodes(("neighbor",)), extras={"data_notes": notes})

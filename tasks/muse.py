@@ -69,6 +69,7 @@ from typing import Any
 
 from bench.data import (
     TEXT,
+    data_hint,
     hub_offline,
     load_hub_split,
     read_texts,
@@ -87,6 +88,8 @@ from bench.task import Task
 HUB_REPO = "muse-bench/MUSE-News"
 DATA_SUBDIR = "muse_news"
 MARKER = "verbmem/forget.json"
+DATA_HINT = ("use an unchanged copy of MUSE-News (data/bbc of jaechan-repo/muse_bench, the hub's "
+             f"{HUB_REPO} layout: raw/, verbmem/, knowmem/, privleak/, sust/) as --data-dir/{DATA_SUBDIR}")
 
 VERBMEM_TOKENS = 128
 KNOWMEM_TOKENS = 32
@@ -327,6 +330,7 @@ class MuseNewsTask(Task):
                              options={"reference_source": "the retain-only reference run"}, key="privleak_retain"))
         return nodes
 
+    @data_hint(DATA_HINT)
     def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
         from bench.tasks.tofu import check_limit
 

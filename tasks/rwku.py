@@ -62,6 +62,7 @@ from bench.data import (
     INT,
     STR_LIST,
     TEXT,
+    data_hint,
     load_hub_split,
     read_records,
     records_sha256,
@@ -78,6 +79,8 @@ from .tofu import check_limit
 
 HUB_REPO = "jinzhuoran/RWKU"
 SUBDIR = "rwku"
+DATA_HINT = (f"use an unchanged copy of RWKU (the hub's {HUB_REPO}: Target/<id>_<name>/ folders, or "
+             "combined/*.jsonl with target_id) as --data-dir/rwku")
 PROBE_TOKENS = 30
 LONG_TOKENS = 256
 MMLU_LETTERS = ("A", "B", "C", "D")
@@ -254,9 +257,11 @@ class RWKUSource:
             return rows, f"{self.root / 'combined' / combined} (target_id '{target}')"
         want = p if p is not None else self.root / "targets" / target / per_target
         extra = "" if combined is None else f" nor combined/{combined}"
-        raise DataError(want, f"file not found{extra}: target '{target}' needs its {kind} set; copy RWKU's "
+        err = DataError(want, f"file not found{extra}: target '{target}' needs its {kind} set; copy RWKU's "
                         f"Target/{target}/ folder there (the local copy has full folders for targets 1-10 only) "
                         f"or use the hub ({HUB_REPO}, config {config})")
+        err.hinted = True  # says what to do already
+        raise err
 
 
 def resolve_root(data_dir: Path | str | None, envs: Sequence[str]) -> Path | None:
@@ -331,6 +336,7 @@ class RWKUTask(Task):
                 out.append(tid)
         return out
 
+    @data_hint(DATA_HINT)
     def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
         check_limit(limit)
         src = RWKUSource(resolve_root(data_dir, tuple(dict.fromkeys((self.data_env, "BENCH_DATA_DIR")))))

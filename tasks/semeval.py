@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 
 from bench.data import (
     TEXT,
+    data_hint,
     load_hub_split,
     read_records,
     records_sha256,
@@ -64,6 +65,11 @@ from bench.task import Task
 
 HUB_REPO = "llmunlearningsemeval2025organization/semeval25-unlearning-dataset-public"
 DATA_SUBDIR = "semeval25"
+MIA_HINT = ("needs the organisers' member / non-member files, not in the public data: give them as "
+            "--task-set member=PATH --task-set nonmember=PATH")
+DATA_HINT = ("use the organisers' forget / retain files unchanged (JSON Lines {id, input, output, task}: "
+             "data/ of amazon-science/lume-llm-unlearning, or the gated hub dataset) as --data-dir/semeval25, "
+             "and MMLU's CSV files as --data-dir/mmlu")
 SPLITS = ("forget", "retain")
 SUBTASKS = ("Task1", "Task2", "Task3")
 KINDS = ("sc", "qa")
@@ -194,6 +200,7 @@ class SemEvalTask(Task):
                     return cand
         return None
 
+    @data_hint(DATA_HINT)
     def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
         from bench.mmlu import mmlu_eval_set
         from bench.tasks.tofu import check_limit
@@ -224,8 +231,7 @@ class SemEvalTask(Task):
                                          benchmark_specs("semeval"), role="forget" if name == "mia_member" else "holdout",
                                          max_new_tokens=1, source=str(p), format="document"))
         else:
-            notes["mia"] = ("MIA score not computed: give the organisers' member / non-member files "
-                            "(--task-set member=PATH --task-set nonmember=PATH)")
+            notes["mia"] = f"MIA score not computed: {MIA_HINT}"
         mmlu_set, mmlu_files = mmlu_eval_set(self.mmlu_root(data_dir), self.mmlu_subjects, self.mmlu_shots,
                                              self.mmlu_per_subject or None)
         if limit is not None:
@@ -249,15 +255,22 @@ class SemEvalTask(Task):
             nodes = [Derived("semeval_task_aggregate", inputs)]
         else:
             nodes = [Derived("semeval_subtask_aggregate", inputs, options={"subtasks": list(self.subtasks)})]
+        from dataclasses import replace
+
         from bench.metrics.mia import auc_nodes
 
-        nodes += auc_nodes("mia_member", "mia_nonmember", ["mia_loss"], semeval=True)
+        hint = "" if self.member else MIA_HINT
+        nodes += [replace(n, missing_hint=hint) if n.name == "mia_auc" else n  # later nodes quote its note
+                  for n in auc_nodes("mia_member", "mia_nonmember", ["mia_loss"], semeval=True)]
         nodes += [
             Derived("semeval_final", {"task_aggregate": Ref(f"@{self.aggregate_key}"),
                                       "mia_score": Ref("@semeval_mia_score"),
                                       "mmlu": Ref("mmlu/choice_accuracy", per_item=False)},
                     options={"mmlu_gate": self.mmlu_gate}),
         ]
+        if not self.member:  # no final score: the gate (and its warning) on its own
+            nodes.append(Derived("semeval_mmlu_gate", {"mmlu": Ref("mmlu/choice_accuracy", per_item=False)},
+                                 options={"mmlu_gate": self.mmlu_gate}, key="semeval_mmlu_gate_passed"))
         return nodes
 
 

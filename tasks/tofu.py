@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.data import STR_LIST, TEXT, SplitSource, require, resolve_data_dir
+from bench.data import STR_LIST, TEXT, SplitSource, data_hint, require, resolve_data_dir
 from bench.errors import BenchError
 from bench.graph import Derived, Ref, Results, aggregates
 from bench.items import EvalSet, Item, MetricSpec, TaskData
@@ -38,6 +38,8 @@ from bench.scorers import EMBEDDING_MODEL, GIBBERISH_MODEL, NLI_MODEL
 from bench.task import SetResult, Task
 
 HUB_REPO = "locuslab/TOFU"
+DATA_HINT = ("use an unchanged copy of TOFU's split files (the hub's locuslab/TOFU, one file per config) "
+             "in --data-dir, or leave --data-dir out to read the hub")
 IDK_HUB_FILE = ("open-unlearning/idk", "idk.jsonl")  # open-unlearning's copy of the refusals
 DATA_SUBDIR = "tofu"
 REFUSALS_FILE = "idontknow.jsonl"
@@ -339,6 +341,7 @@ class TofuTask(TofuStyleTask):
         folder = resolve_data_dir(data_dir, DATA_SUBDIR, "full.json", envs)
         return SplitSource(folder, HUB_REPO)
 
+    @data_hint(DATA_HINT)
     def load(self, data_dir: Path | str | None = None, limit: int | None = None) -> TaskData:
         """Read the splits of this forget size (see the module docstring).
 
@@ -371,11 +374,16 @@ class TofuTask(TofuStyleTask):
         holdout = qa_items(src.records(self.holdout_split), self.holdout_split,
                            where(self.holdout_split), limit)
         refusals = src.lines(REFUSALS_FILE, hub_file=IDK_HUB_FILE)
+        # the tiny alias's general knowledge: every real-authors / world-facts row, never cut
+        # by --limit (else the tiny base, and the models prepared from it, depend on it)
+        pretrain = [it for name in ("real_authors", "world_facts")
+                    for it in qa_items(rows[name], f"pretrain/{name}", where(configs[name]))]
         return self.extend(TaskData(
             forget=forget,
             retain=retain,
             full=full,
             eval_sets=eval_sets,
+            pretrain=pretrain,
             files=dict(src.files),
             extras={"refusals": refusals, "holdout": holdout},
             source=src.source,

@@ -11,6 +11,7 @@ from bench.data import (
     STR_LIST,
     TEXT,
     SplitSource,
+    data_hint,
     hub_offline,
     load_hub_split,
     read_lines,
@@ -243,3 +244,27 @@ def test_muse_string_files_read(shared_data):
     assert len(raw) == 889 and raw[821] == "" and all(isinstance(t, str) for t in raw)
     for sub, name, n in [("privleak", "forget", 100), ("privleak", "holdout", 100), ("sust", "forget_4", 887)]:
         assert len(read_texts(muse / sub / f"{name}.json")) == n
+
+
+def test_data_hint_appends_what_to_do_once():
+    class T:
+        @data_hint("use an unchanged copy")
+        def load(self, data_dir=None, limit=None):
+            if limit == 1:
+                raise DataError("d/f.json", "missing field", 2, "answer")
+            if limit == 2:  # a nested hinted load (or an error that says what to do itself) is kept as is
+                return T().load(data_dir, limit=1)
+            if limit == 3:
+                raise BenchError("not a data error")
+            return data_dir
+
+    assert T().load("x") == "x" and T().load(data_dir="y") == "y"
+    with pytest.raises(DataError) as e:
+        T().load("x", limit=1)
+    assert str(e.value) == "d/f.json, row 2, field 'answer': missing field; use an unchanged copy"
+    assert (e.value.path, e.value.row, e.value.field) == ("d/f.json", 2, "answer")
+    with pytest.raises(DataError) as e:
+        T().load("x", limit=2)
+    assert str(e.value).count("use an unchanged copy") == 1
+    with pytest.raises(BenchError, match="^not a data error$"):
+        T().load("x", limit=3)

@@ -60,6 +60,27 @@ def test_missing_role_is_recorded_not_guessed():
     assert "retain-only reference" in notes["_test_gap"]
 
 
+@derived("_test_mean", "test: mean of labelled values, None when one is missing")
+def _mean(values):
+    return None if any(v is None for v in values.values()) else sum(values.values()) / len(values)
+
+
+def test_a_none_result_from_none_inputs_says_which():
+    runs = {"self": Results({"s": _set("s", {"a": [1.0]}, {"a": 1.0, "b": None, "c": 3.0})})}
+    node = Derived("_test_mean", {"values": {lab: Ref(f"s/{lab}", per_item=False) for lab in "abc"}})
+    after = Derived("_test_mean", {"values": {"m": Ref("@_test_mean")}}, key="after")
+    values, notes = compute([node, after], runs)
+    assert values["_test_mean"] is None and notes["_test_mean"] == "_test_mean: input b is missing (None)"
+    assert values["after"] is None and "input '@_test_mean' is missing (_test_mean: input b" in notes["after"]
+    runs["self"].sets["s"].aggregates["b"] = 2.0
+    assert compute([node], runs) == ({"_test_mean": 2.0}, {})
+    hinted = Derived("_test_gap", {"mine": Ref("s/a", per_item=False), "theirs": Ref("t/a", per_item=False)},
+                     missing_hint="evaluate set t (a task option)")
+    _, notes = compute([hinted], runs)
+    assert notes["_test_gap"] == "_test_gap: self run has no eval set 't'; evaluate set t (a task option)"
+    assert "missing_hint" not in str(hinted.describe())  # not part of what is measured
+
+
 def test_node_reads_an_earlier_node_and_a_mapping_input():
     runs = {"self": Results({"a": _set("a", {"m": [1.0]}, {"m": 1.0, "n": 3.0})})}
     nodes = [

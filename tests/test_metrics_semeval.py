@@ -43,6 +43,10 @@ def test_regurgitation_and_knowledge_golden():
     assert k.score(qa, gen("paris"), CTX)["score"] == 1.0  # strip + lower
     assert k.score(qa, gen("Paris."), CTX)["score"] == 0.0  # exact match, punctuation counts
     assert k.score(sc, gen("x"), CTX) is None
+    # empty generation: 0 for both (not missing, not an error); one token: recall 1/|ref|
+    assert r.score(sc, gen(""), CTX)["score"] == 0.0 and k.score(qa, gen(""), CTX)["score"] == 0.0
+    assert r.score(it("ysc1", "the cats ran"), gen("cats"), CTX)["score"] == pytest.approx(1 / 3)
+    assert r.score(it("ysc1", "cats"), gen("cats"), CTX)["score"] == 1.0
     assert r.aggregate([{"task": "Task1", "score": 0.5}, None, {"task": "Task2", "score": 1.0}]) == 0.75
     with pytest.raises(BenchError, match="'task'"):
         r.score(Item("f/0", "q", "a", meta={"id": "xsc1"}), gen("a"), CTX)

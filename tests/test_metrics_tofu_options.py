@@ -96,6 +96,8 @@ def test_run_with_every_family(tmp_path, tiny_dir, nli_dir, capsys):
     assert agg["privleak"] is None and "retain" in res["derived_notes"]["privleak"]  # no reference: not guessed
     assert agg["forget_gibberish"] is None  # the missing scorer: None, one line, the rest saved
     assert "no-gibberish-model" in capsys.readouterr().err
+    note = res["sets"]["forget"]["notes"]["gibberish"]  # saved with the results, naming the model
+    assert "no-gibberish-model" in note and "--task-set" in note
     if MINILM:
         assert 0.0 <= agg["closer_look_fe"] <= 1.0 and agg["closer_look_mu"] is not None
     else:

@@ -68,7 +68,10 @@ def test_tofu_forget01_real_data(shared_data):
         "forget": 40, "retain": 400, "real_authors": 100, "world_facts": 117}
     assert (len(data.forget), len(data.retain), len(data.full)) == (40, 3960, 4000)
     assert len(data.extras["refusals"]) == 100 and len(data.extras["holdout"]) == 40
-    assert data.pretrain == []
+    # the tiny base's general knowledge: all 100 + 117 rows, whatever --limit
+    assert len(data.pretrain) == 217 and data.pretrain[0].answer == "William Shakespeare"
+    assert [it.id for it in TASKS.get("tofu-forget01")().load(shared_data, limit=3).pretrain] == [
+        it.id for it in data.pretrain]
     f0 = sets["forget"].items[0]
     assert f0.id == "forget/0" and f0.answer == data.forget[0].answer
     assert f0.answer.endswith("Basil Mahfouz Al-Kuwaiti.")
@@ -119,6 +122,19 @@ def test_tofu_limit_and_forget10(shared_data):
     assert (len(full.forget), len(full.retain), len(full.eval_sets[0].items)) == (400, 3600, 400)
     # forget10 is the last 400 rows of full (TOFU's forget authors are the last ones)
     assert [i.question for i in full.forget] == [i.question for i in full.full[-400:]]
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("size,n", [("01", 40), ("05", 200), ("10", 400)])
+def test_tofu_forget_and_retain_disjoint_and_sized(shared_data, size, n):
+    """Data README: forget01/05/10 = 40/200/400 QA, retain99/95/90 the rest of the 4000;
+    no (question, answer) pair is in both, and together they are the full set."""
+    data = TASKS.get(f"tofu-forget{size}")().load(shared_data)
+    pairs = [{(it.question, it.answer) for it in split} for split in (data.forget, data.retain, data.full)]
+    assert (len(data.forget), len(data.retain)) == (n, 4000 - n) and len(pairs[0]) == n
+    assert not pairs[0] & pairs[1] and pairs[0] | pairs[1] == pairs[2]
+    holdout = {it.question for it in data.extras["holdout"]}
+    assert len(holdout) == n and not holdout & {it.question for it in data.full}
 
 
 def test_limit_must_be_positive(layout):
@@ -173,6 +189,8 @@ def test_tofu_loader_errors_name_file_row_field(layout, tmp_path):
     with pytest.raises(DataError) as e:
         TASKS.get("tofu-forget01")().load(bad)
     assert "forget01_perturbed.json, row 3, field 'paraphrased_answer': missing field" in str(e.value)
+    assert str(e.value).endswith("use an unchanged copy of TOFU's split files (the hub's locuslab/TOFU, one file "
+                                 "per config) in --data-dir, or leave --data-dir out to read the hub")
     rows[3]["paraphrased_answer"] = "p"
     rows[5]["perturbed_answer"] = "not a list"
     (bad / "forget01_perturbed.json").write_text(json.dumps(rows))
@@ -181,7 +199,7 @@ def test_tofu_loader_errors_name_file_row_field(layout, tmp_path):
     shutil.copy(layout / "forget01_perturbed.json", bad / "forget01_perturbed.json")
     (bad / "holdout01.json").unlink()
     assert len(TASKS.get("tofu-forget05")().load(bad).forget) == 40  # reads holdout05 only
-    with pytest.raises(DataError, match=r"holdout01\.json: file not found"):
+    with pytest.raises(DataError, match=r"holdout01\.json: file not found; use an unchanged copy of TOFU"):
         TASKS.get("tofu-forget01")().load(bad)
     with pytest.raises(DataError, match="data directory not found"):
         TASKS.get("tofu-forget01")().load(tmp_path / "missing")

@@ -120,6 +120,13 @@ def test_realworld_fields(shared_data):
         assert by["cosine_similarity"]["reference_field"] == "model_answer"
         assert by["entailment"]["premise"] == "generation" and by["entailment"]["reference_field"] == "answer"
     assert [d.result_key for d in data.derived] == ["closer_look_mu", "closer_look_fe"]
+    assert data.extras["data_notes"] == {}
+    cut = TASKS.get("realworld")(max_train=5).load(shared_data)
+    assert [it.answer for it in cut.forget] == [it.answer for it in data.forget[:5]] and len(cut.retain) == 5
+    assert [len(es.items) for es in cut.eval_sets] == [400, 400]  # eval sets are never cut by max_train
+    assert "first 5 rows" in cut.extras["data_notes"]["max_train"]
+    with pytest.raises(BenchError, match="max_train must be a non-negative integer"):
+        TASKS.get("realworld")(max_train=-1)
 
 
 def test_data_problems_are_named(tmp_path: Path, monkeypatch):
@@ -131,16 +138,28 @@ def test_data_problems_are_named(tmp_path: Path, monkeypatch):
     (d / "forget01.json").write_text('{"question": "q", "answer": "a"}\n')
     (d / "forget01_perturbed.json").write_text('{"question": "q", "answer": "a"}\n')
     (d / "retain90.json").write_text('{"question": "r", "answer": "b"}\n')
-    with pytest.raises(DataError, match=r"forget01.json.*row 0.*task_id"):
+    with pytest.raises(DataError, match=r"forget01.json.*row 0.*task_id.*; use an unchanged copy of data/tofu of "
+                                        r"sail-sg/closer-look-LLM-unlearning"):
         TASKS.get("tofu-continual-forget01")().load(tmp_path)
     (d / "forget01.json").write_text('{"question": "q", "answer": "a", "task_id": "1"}\n')
     (d / "forget01_perturbed.json").write_text('{"question": "q", "answer": "a", "task_id": "1"}\n')
     with pytest.raises(DataError, match="no item with task_id 2"):
         TASKS.get("tofu-continual-forget01")().load(tmp_path)
-    with pytest.raises(DataError, match="retain_perturbed.json.*file not found"):
+    with pytest.raises(DataError, match=r"tofu_continual/retain_perturbed.json: file not found; use an unchanged copy "
+                                        r"of data/tofu of sail-sg/closer-look-LLM-unlearning"):
         TASKS.get("tofu-continual-forget01")(task_list="1").load(tmp_path)
-    with pytest.raises(DataError, match="neither 'forget.json' nor 'real_world/forget.json'"):
+    with pytest.raises(DataError, match="neither 'forget.json' nor 'real_world/forget.json'.*; use an unchanged "
+                                        "copy of data/real_world of sail-sg/closer-look-LLM-unlearning"):
         TASKS.get("realworld")().load(tmp_path)
+    rw = tmp_path / "real_world"
+    rw.mkdir()
+    (rw / "forget.json").write_text('{"question": "q", "answer": "a"}\n')
+    (rw / "neighbor.json").write_text('{"question": "q", "answer": "a", "golden_answer": "g"}\n')
+    with pytest.raises(DataError) as e:
+        TASKS.get("realworld")().load(tmp_path)
+    assert str(e.value).startswith(f"{rw / 'forget.json'}, row 0, field 'golden_answer': missing field; use an "
+                                   "unchanged copy of data/real_world")
+    assert str(e.value).count("use an unchanged copy") == 1
 
 
 def _stepper(tmp_path: Path, calls: Path, die_on: int | None) -> Path:

@@ -154,13 +154,15 @@ def test_missing_sust_split_names_file(mini):
 
 def test_missing_knowmem_file_names_both_names(mini):
     (mini / "knowmem" / "retain2_qa.json").unlink()
-    with pytest.raises(DataError, match=r"knowmem/retain_qa\.json: file not found \(nor knowmem/retain2_qa\.json"):
+    with pytest.raises(DataError, match=r"knowmem/retain_qa\.json: file not found \(nor knowmem/retain2_qa\.json.*; "
+                                        r"use an unchanged copy of MUSE-News \(data/bbc of jaechan-repo/muse_bench"):
         build_task("muse-news", {}).load(mini)
 
 
 def test_bad_rows_named(mini):
     _write(mini / "verbmem" / "forget.json", [{"prompt": "p", "gt": "g"}, {"prompt": "p"}])
-    with pytest.raises(DataError, match=r"verbmem/forget\.json, row 1, field 'gt': missing field"):
+    with pytest.raises(DataError, match=r"verbmem/forget\.json, row 1, field 'gt': missing field; use an unchanged "
+                                        r"copy of MUSE-News"):
         build_task("muse-news", {}).load(mini)
     _write(mini / "verbmem" / "forget.json", [{"prompt": "p", "gt": "g"}])
     _write(mini / "raw" / "forget.json", ["text", 3])

@@ -88,8 +88,9 @@ def test_unknown_target_lists_close_matches(shared_data):
         rwku(targets="Stephen Kng").load(shared_data)
     with pytest.raises(BenchError, match="asks for more targets than the 200"):
         rwku(targets="201").load(shared_data)
-    with pytest.raises(DataError, match=r"11_Miley_Cyrus/retain_mmlu.json: file not found.*jinzhuoran/RWKU"):
+    with pytest.raises(DataError, match=r"11_Miley_Cyrus/retain_mmlu.json: file not found.*jinzhuoran/RWKU") as e:
         rwku(targets="11_Miley_Cyrus").load(shared_data)
+    assert "use an unchanged copy" not in str(e.value)  # says what to do once
 
 
 def test_options_and_missing_data(tmp_path: Path, monkeypatch):
@@ -146,3 +147,30 @@ def test_list_tasks_shows_the_new_tasks_with_options_and_sizes(capsys):
         assert f"\n{name} " in "\n" + out
     assert "targets: str = '1_Stephen_King'" in out and "task_list: str = ''" in out
     assert "9 steps x forget 400" in out and "forget corpus 582 texts" in out
+
+
+@pytest.mark.shared_data
+def test_tiny_reference_model_is_taught_the_neighbours_only(shared_data, tmp_path, monkeypatch):
+    """RWKU has no retain corpus (an empty document split): the tiny alias's retain-only
+    ("neighbors") model is fine-tuned on the general-knowledge replay (the neighbour probes)
+    alone, the target model on the forget + neighbour probes; neither is skipped or empty."""
+    from bench import run as run_mod
+    from bench import training
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    trained: dict[str, list[str]] = {}
+
+    def stand_in(bundle, items, desc="", **kwargs):  # records what each model is taught
+        trained[desc.split(" model")[0]] = [it.id for it in items]
+
+    monkeypatch.setattr(training, "finetune", stand_in)
+    monkeypatch.setenv("BENCH_PREPARE_PARALLEL", "0")  # the stand-in lives in this process only
+    monkeypatch.setattr(run_mod, "run", lambda spec, log=print, _data=None: tmp_path)
+    spec = run_mod.RunSpec(task="rwku", model="tiny", data_dir=str(shared_data), limit=1)
+    task, data = run_mod.load_task(spec)
+    assert len(data.retain) == 0
+    run_mod.prepare(spec, task, data, log=lambda s: None)
+    neighbours = [it.id for it in data.pretrain]
+    assert len(neighbours) == 60 and trained["prepare neighbors"] == neighbours
+    assert trained["prepare full"] == [it.id for it in data.full] + neighbours
+    assert not set(trained["prepare neighbors"]) & {it.id for it in data.full[:47]}  # no forget probe

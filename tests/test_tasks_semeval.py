@@ -193,6 +193,19 @@ def test_without_member_files_mia_and_final_are_missing_with_notes():
     assert vals["semeval_mia_score"] is None and vals["semeval_final"] is None
     assert "no eval set 'mia_member'" in notes["mia_loss_auc"]
     assert "@semeval_mia_score" in notes["semeval_final"]
+    for key in ("mia_loss_auc", "semeval_mia_score", "semeval_final"):  # each says what to do
+        assert notes[key].count("needs the organisers' member / non-member files, not in the public data: give "
+                                "them as --task-set member=PATH --task-set nonmember=PATH") == 1
+    # MMLU 0.5 passes the 7B gate; the gate is computed without the final score, and warns under it
+    assert vals["semeval_mmlu_gate_passed"] == 1.0 and "semeval_mmlu_gate_passed" not in notes
+    sets["mmlu"] = _mmlu(0.25)
+    vals, notes = compute(task.derived(), {"self": Results(sets)})
+    assert vals["semeval_mmlu_gate_passed"] == 0.0 and vals["semeval_final"] is None
+    assert notes["semeval_mmlu_gate_passed"].startswith("warning: MMLU 0.250 is under the gate 0.371")
+    with_files = TASKS.get("semeval25")(member=str(__file__), nonmember=str(__file__))
+    assert "semeval_mmlu_gate" not in [n.name for n in with_files.derived()]  # semeval_final gates then
+    _, notes = compute(with_files.derived(), {"self": Results(sets)})
+    assert "member=PATH" not in notes["mia_loss_auc"]  # files given: the note names the missing set only
 
 
 def test_subtask_aggregate_uses_its_four_numbers():
@@ -248,6 +261,14 @@ def test_options_checked(tmp_path):
         build_task("semeval25", {"mmlu_subjects": "anatomi"})
     with pytest.raises(BenchError, match="mmlu_shots must be 0-5"):
         build_task("semeval25", {"mmlu_shots": "7"})
+
+
+def test_missing_split_names_file_and_what_to_do(mini):
+    (mini / "semeval25" / "retain.jsonl").unlink()
+    with pytest.raises(DataError) as e:
+        build_task("semeval25", {}).load(mini)
+    assert str(e.value).startswith(f"{mini / 'semeval25' / 'retain.jsonl'}: file not found; use the organisers' "
+                                   "forget / retain files unchanged (JSON Lines {id, input, output, task}")
 
 
 def test_member_file_without_document_field(mini):

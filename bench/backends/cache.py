@@ -9,7 +9,13 @@
 3. only misses go to the backend, in chunks (requests of one prompt kept together), and
    each chunk's responses are stored as soon as it is answered, so a crash keeps what
    was finished;
-4. per request kind it counts requests, duplicates, hits, misses and computed answers.
+4. per request kind it counts requests, duplicates, hits, misses and computed answers;
+5. per answering phase it records the backend's seconds (:meth:`AnsweringLayer.phases`):
+   ``"loglikelihood+token_stats"`` (:data:`SCORE_PHASE`, one pass serving both kinds: the
+   ``hf`` backend scores one forward item per distinct (prompt, continuation), stats
+   added where any request of the pair wants them) and ``"generate"``, as the backend
+   reports them in ``backend.last_phases`` after each call; a backend that does not
+   report gets the whole call's time under the "+"-joined kinds of the call.
 
 The store is one SQLite database (``responses.sqlite`` in WAL mode, safe for several
 processes) under ``cache_dir``; ``cache_dir=None`` turns the persistent cache off (the
@@ -27,6 +33,7 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +45,8 @@ from bench.requests import Request, Response, from_json, to_json
 DB_NAME = "responses.sqlite"
 CHUNK = 2048  # distinct misses per backend call (and per commit)
 COUNTERS = ("requests", "duplicates", "hits", "misses", "computed")
+SCORE_PHASE = "loglikelihood+token_stats"  # the likelihood kinds, answered in one pass
+_PHASE = {"loglikelihood": SCORE_PHASE, "token_stats": SCORE_PHASE}
 
 
 def request_fields(request: Request) -> dict[str, Any]:
@@ -70,6 +79,7 @@ class AnsweringLayer:
         settings_fn = getattr(backend, "cache_settings", None) or backend.settings
         self.key_settings: dict[str, Any] = dict(settings_fn())
         self._counts: dict[str, Counter] = {}
+        self._phases: dict[str, dict[str, Any]] = {}
         self._db: sqlite3.Connection | None = None
         self.path: Path | None = None
         if cache_dir is not None:
@@ -109,7 +119,9 @@ class AnsweringLayer:
         miss.sort(key=lambda j: _group_key(uniq[j]))
         for start in range(0, len(miss), self.chunk_size):
             part = miss[start:start + self.chunk_size]
+            t0 = time.perf_counter()
             got = self.backend.answer([uniq[j] for j in part])
+            self._time_phases([uniq[j] for j in part], time.perf_counter() - t0)
             if len(got) != len(part):
                 raise BenchError(f"backend '{getattr(self.backend, 'name', '?')}' returned {len(got)} "
                                  f"responses for {len(part)} requests")
@@ -122,6 +134,19 @@ class AnsweringLayer:
     def stats(self) -> dict[str, dict[str, int]]:
         """Per request kind: requests, duplicates, hits, misses, computed (since creation)."""
         return {k: {c: int(v.get(c, 0)) for c in COUNTERS} for k, v in sorted(self._counts.items())}
+
+    def phases(self) -> dict[str, dict[str, Any]]:
+        """Per answering phase (module docstring, 5.): ``seconds`` of backend time,
+        ``computed`` requests, and for the likelihood phase ``distinct_pairs``, the distinct
+        (prompt, continuation) pairs among them (a ``loglikelihood`` and a ``token_stats``
+        request of one pair are one forward item)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, d in sorted(self._phases.items()):
+            row: dict[str, Any] = {"seconds": round(d["seconds"], 3), "computed": d["computed"]}
+            if "pairs" in d:
+                row["distinct_pairs"] = len(d["pairs"])
+            out[name] = row
+        return out
 
     def settings(self) -> dict[str, Any]:
         return self.backend.settings()
@@ -140,6 +165,20 @@ class AnsweringLayer:
 
     def _count(self, kind: str, what: str) -> None:
         self._counts.setdefault(kind, Counter())[what] += 1
+
+    def _time_phases(self, reqs: Sequence[Request], seconds: float) -> None:
+        reported = getattr(self.backend, "last_phases", None)
+        names = [_PHASE.get(r.kind, r.kind) for r in reqs]
+        if not isinstance(reported, Mapping) or not set(names) <= set(reported):
+            joint = "+".join(sorted({r.kind for r in reqs}))
+            reported, names = {joint: seconds}, [joint] * len(reqs)
+        for name, sec in reported.items():
+            self._phases.setdefault(name, {"seconds": 0.0, "computed": 0})["seconds"] += float(sec)
+        for name, r in zip(names, reqs):
+            d = self._phases[name]
+            d["computed"] += 1
+            if name == SCORE_PHASE:
+                d.setdefault("pairs", set()).add((r.prompt, r.continuation))  # type: ignore[union-attr]
 
     def _lookup(self, keys: Sequence[str]) -> list[Response | None]:
         out: list[Response | None] = [None] * len(keys)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 from bench.backends import kv
 from bench.backends.attention import gqa_attention
 from bench.backends.base import Backend
+from bench.backends.cache import SCORE_PHASE
 from bench.backends.hf_generate import GenItem, eos_ids, generate_fast, generate_naive
 from bench.backends.hf_loglik import ScoreItem, score_fast, score_naive
 from bench.backends.rolling import prefix_token, windows
@@ -166,13 +168,18 @@ class HFBackend(Backend):
             bad = next(r for r in requests if not isinstance(r, (LogLikelihood, TokenStats, Generate)))
             raise BenchError(f"hf backend: unknown request type {type(bad).__name__}")
         fast = gqa_attention(self._model()) if self.mode == "fast" else contextlib.nullcontext()
+        self.last_phases = {}
         with torch.inference_mode(), fast:
             if score_idx:
+                t0 = time.perf_counter()
                 for i, resp in zip(score_idx, self._score([requests[i] for i in score_idx]), strict=True):
                     out[i] = resp
+                self.last_phases[SCORE_PHASE] = time.perf_counter() - t0
             if gen_idx:
+                t0 = time.perf_counter()
                 for i, resp in zip(gen_idx, self._generate([requests[i] for i in gen_idx]), strict=True):
                     out[i] = resp
+                self.last_phases["generate"] = time.perf_counter() - t0
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ internals

@@ -52,7 +52,7 @@ def unavailable_message(metric: str, model: str, err: BaseException) -> str:
     first = (str(err).splitlines() or [type(err).__name__])[0][:200]
     return (f"metric '{metric}': scorer model '{model}' is not available ({first}); its values are "
             f"None. Download it (e.g. huggingface-cli download {model}) and set the metric's "
-            f"model option to the local directory")
+            f"model option to the local directory (in a task: its --task-set ..._model=DIR option, see `bench list tasks`)")
 
 
 class ScoredMetric(Metric):

@@ -194,17 +194,35 @@ def semeval_final(task_aggregate: float | None, mia_score: float | None, mmlu: f
     ``semeval_mmlu_gate_passed`` (1.0 / 0.0; ``None`` without a gate or an MMLU value).
     Under the gate it also warns (``warnings.warn``; the graph records it as the node's note)."""
     ungated = scores.semeval_final(task_aggregate, mia_score, mmlu)
-    passed: float | None = None
-    if mmlu_gate is not None and mmlu is not None:
-        passed = 1.0 if float(mmlu) >= mmlu_gate else 0.0
-        if not passed:  # the organisers' script prints a warning; the ranking drops the model
-            import warnings
-
-            warnings.warn(f"MMLU {float(mmlu):.3f} is under the gate {mmlu_gate} (75% of the starting "
-                          "model): the model may not be considered in the ranking (semeval_final = None)",
-                          stacklevel=2)
     return {"semeval_final": scores.semeval_final(task_aggregate, mia_score, mmlu, mmlu_gate=mmlu_gate),
-            "semeval_final_ungated": ungated, "semeval_mmlu_gate_passed": passed}
+            "semeval_final_ungated": ungated, "semeval_mmlu_gate_passed": _gate(mmlu, mmlu_gate)}
+
+
+def _gate(mmlu: float | None, mmlu_gate: float | None) -> float | None:
+    """1.0 / 0.0: MMLU at or above the gate; ``None`` without a gate or an MMLU value. Under
+    the gate it warns (the organisers' script prints a warning; the ranking drops the model)."""
+    if mmlu_gate is None or mmlu is None:
+        return None
+    if float(mmlu) >= mmlu_gate:
+        return 1.0
+    import warnings
+
+    warnings.warn(f"MMLU {float(mmlu):.3f} is under the gate {mmlu_gate} (75% of the starting "
+                  "model): the model may not be considered in the ranking (semeval_final = None)",
+                  stacklevel=3)
+    return 0.0
+
+
+@derived("semeval_mmlu_gate", "SemEval-2025 MMLU gate alone: 1 if MMLU >= the gate (0.371, 7B track), else 0",
+         outputs=("semeval_mmlu_gate_passed",))
+def semeval_mmlu_gate(mmlu: float | None, mmlu_gate: float | None = SEMEVAL_MMLU_GATE_7B) -> dict[str, float | None]:
+    """The gate of :func:`semeval_final` on its own (``semeval_mmlu_gate_passed``, with the
+    same warning), for a run whose final score cannot be computed (no MIA member files)."""
+    return {"semeval_mmlu_gate_passed": _gate(mmlu, mmlu_gate)}
+
+
+semeval_mmlu_gate.higher_is_better = True  # type: ignore[attr-defined]
+semeval_mmlu_gate.applies_to = "MMLU accuracy (derived)"  # type: ignore[attr-defined]
 
 
 semeval_final.higher_is_better = True  # type: ignore[attr-defined]

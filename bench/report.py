@@ -116,9 +116,15 @@ def rows_for(run_dirs: Sequence[Path | str], with_references: bool = True) -> li
     rows, seen = [], set()
     loaded = [load_results(d) for d in run_dirs]
     opts = [(r.get("config") or {}).get("method_options") or {} for r in loaded]
-    varying = sorted({k for o in opts for k in o if len({repr(p.get(k)) for p in opts}) > 1})
+    # a label shows the options (and seed) that tell apart runs of the same task, method and model
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r, o in zip(loaded, opts):
+        groups.setdefault((r["task"], r["method"], r["model"]), []).append({**o, "seed": r.get("seed")})
     for run_dir, res, o in zip(run_dirs, loaded, opts):
         label = f"{res['task']} / {res['method']} / {res['model']}"
+        same = groups[(res["task"], res["method"], res["model"])]
+        varying = sorted({k for g in same for k in g if len({repr(p.get(k)) for p in same}) > 1})
+        o = {**o, "seed": res.get("seed")}
         if varying:
             shown = [k for k in varying if k in o]  # only the options this run's method has
             if shown:

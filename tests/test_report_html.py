@@ -295,3 +295,17 @@ def test_attack_records_get_a_metric_table(tmp_path):
     assert "FORGETTING UNDONE" in page and "bits=4" in page
     row = page.split('id="attack-0-quant-4bit"')[1].split("</tr>")[1]  # after the header row
     assert "forget_rouge_l" in row and ">0.8000<" in row and ">0.7500<" in row
+
+
+def test_labels_show_only_what_tells_runs_of_one_method_apart(tmp_path):
+    """Options that differ between methods (alpha exists for gd only) stay out of the label;
+    a seed or option that differs between runs of the same method is shown."""
+    dirs = [_results(tmp_path / "a", method="ga", options={"lr": 1e-5}),
+            _results(tmp_path / "b", method="gd", options={"lr": 1e-5, "alpha": 1.0}),
+            _results(tmp_path / "c", method="gd", seed=1, options={"lr": 1e-5, "alpha": 1.0}),
+            _results(tmp_path / "d", method="npo", options={"lr": 1e-5, "beta": 0.1}),
+            _results(tmp_path / "e", method="npo", options={"lr": 1e-5, "beta": 0.2})]
+    labels = [r["run"] for r in rows_for(dirs)]
+    assert labels == ["synthetic-forget10 / ga / tiny",
+                      "synthetic-forget10 / gd / tiny (seed=0)", "synthetic-forget10 / gd / tiny (seed=1)",
+                      "synthetic-forget10 / npo / tiny (beta=0.1)", "synthetic-forget10 / npo / tiny (beta=0.2)"]

@@ -336,6 +336,19 @@ def data_hint(hint: str) -> Any:
     return wrap
 
 
+def given_data_dir(data_dir: str | Path | None, envs: Sequence[str] = ("BENCH_DATA_DIR",)) -> Path | None:
+    """``data_dir``, else the first set variable among ``envs``, as an existing folder;
+    ``None`` when neither is given (the hub path). Raises :class:`DataError` when it is not a folder."""
+    if data_dir is None:
+        data_dir = next((v for v in (os.environ.get(e, "").strip() for e in envs) if v), None)
+        if data_dir is None:
+            return None
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(root, "data directory not found")
+    return root
+
+
 def resolve_data_dir(
     data_dir: str | Path | None,
     subdir: str,
@@ -348,17 +361,9 @@ def resolve_data_dir(
     folder itself (it holds ``marker``) or at its parent (it holds ``subdir/marker``).
     Raises :class:`DataError` when the given folder is neither.
     """
-    if data_dir is None:
-        for env in envs:
-            val = os.environ.get(env, "").strip()
-            if val:
-                data_dir = val
-                break
-        else:
-            return None
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(root, "data directory not found")
+    root = given_data_dir(data_dir, envs)
+    if root is None:
+        return None
     if (root / marker).is_file():
         return root
     if (root / subdir / marker).is_file():
@@ -373,7 +378,9 @@ class SplitSource:
     read is recorded in :attr:`files` as ``"<folder name>/<file name>" -> sha256``, i.e.
     relative to the parent data directory (``tofu/forget01.json``). Hub: split ``name`` is
     the hub config ``name`` of ``hub_repo`` (split "train"), recorded as
-    ``"hub:<repo>/<name>" -> sha256 of its rows``.
+    ``"hub:<repo>/<name>" -> sha256 of its rows``. A name ``"<subset>/<split>"`` (MUSE's
+    layout) is the file ``<folder>/<subset>/<split>.json``, key ``muse_news/<subset>/<split>.json``,
+    and on the hub split ``split`` of config ``subset``.
     """
 
     def __init__(self, folder: Path | None, hub_repo: str):
@@ -393,7 +400,14 @@ class SplitSource:
         """The provenance key of split ``name`` (``tofu/forget01.json`` or ``hub:<repo>/<name>``)."""
         if self.folder is None:
             return f"hub:{self.hub_repo}/{name}"
-        return f"{self.folder.name}/{self.path(name).name}"
+        return f"{self.folder.name}/{self.path(name).relative_to(self.folder).as_posix()}"
+
+    def hub_rows(self, name: str) -> list[dict]:
+        """The rows of hub split ``name`` (config ``name``, split "train"; or ``subset/split``), recorded."""
+        config, _, split = name.rpartition("/") if "/" in name else (name, "", "train")
+        rows = load_hub_split(self.hub_repo, config, split)
+        self.files[self.key(name)] = records_sha256(rows)
+        return rows
 
     def path(self, name: str) -> Path:
         assert self.folder is not None
@@ -408,8 +422,7 @@ class SplitSource:
         :class:`DataError` naming its file unless ``allow_empty``: a benchmark's split is
         never empty, and an empty one would make a run score (or train on) nothing."""
         if self.folder is None:
-            rows = load_hub_split(self.hub_repo, name, "train")
-            self.files[self.key(name)] = records_sha256(rows)
+            rows = self.hub_rows(name)
         else:
             p = self.path(name)
             rows = read_records(p)

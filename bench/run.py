@@ -191,10 +191,12 @@ def prepare_splits(data: TaskData, limit: int | None) -> tuple[Sequence[Item], S
             Split(retain, format=split_format(data.retain)))
 
 
-def _finetune_into(tmp: Path, base_path: str, prompt_style: str | None, system_prompt: str | None,
-                   model_name: str, split: str, items: list[Item], ft: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Fine-tune a fresh copy of ``base_path`` on ``items`` and save it into ``tmp`` (the
-    body of one prepared model; a top-level function so a worker process can run it)."""
+def _finetune_into(args: tuple[Any, ...], tmp: Path) -> None:
+    """Fine-tune a fresh copy of the base model on the items and save it into ``tmp`` (the
+    body of one prepared model; a top-level function so a worker process can run it).
+    ``args``: base path, prompt style, system prompt, model name, split, items, fine-tuning
+    settings, provenance fields."""
+    base_path, prompt_style, system_prompt, model_name, split, items, ft, meta = args
     from bench import models
     from bench.training import finetune
 
@@ -212,11 +214,7 @@ def _build_cached(target: Path, *args: Any) -> Path:
     """``target`` if it is there, else :func:`_finetune_into` it (atomically: a kill leaves no half model)."""
     from functools import partial
 
-    return cached_dir(target, partial(_finetune_into_tmp, args))
-
-
-def _finetune_into_tmp(args: tuple[Any, ...], tmp: Path) -> None:
-    _finetune_into(tmp, *args)
+    return cached_dir(target, partial(_finetune_into, args))
 
 
 def _build_beside(target: Path, args: tuple[Any, ...]) -> Any:

@@ -69,14 +69,11 @@ from typing import Any
 
 from bench.data import (
     TEXT,
+    SplitSource,
     data_hint,
     hub_offline,
-    load_hub_split,
-    read_texts,
-    records_sha256,
     require,
     resolve_data_dir,
-    sha256_file,
 )
 from bench.errors import BenchError, DataError
 from bench.graph import Derived, Ref
@@ -106,8 +103,9 @@ def knowmem_prompt(shots: list[tuple[str, str]], question: str) -> str:
     return head + f"Question: {question}\nAnswer: "
 
 
-class MuseSource:
-    """MUSE's (subset, split) files from a local folder, or hub configs.
+class MuseSource(SplitSource):
+    """MUSE's (subset, split) files from a local folder, or hub configs: a
+    :class:`bench.data.SplitSource` whose split names are ``"<subset>/<split>"``.
 
     Local: ``<folder>/<subset>/<split>.json``, recorded in :attr:`files` as
     ``muse_news/<subset>/<split>.json -> sha256``. Hub: config ``subset``, split ``split``
@@ -115,74 +113,28 @@ class MuseSource:
     """
 
     def __init__(self, folder: Path | None, hub_repo: str = HUB_REPO):
-        self.folder = folder
-        self.hub_repo = hub_repo
-        self.files: dict[str, str] = {}
+        super().__init__(folder, hub_repo)
 
-    @property
-    def source(self) -> str:
-        return str(self.folder) if self.folder is not None else f"hub:{self.hub_repo}"
+    def expected(self, name: str) -> Path | str:
+        """Where split ``name`` should be, for an error about its absence: the local file, or the hub address."""
+        return self.folder / f"{name}.json" if self.folder is not None else f"hub:{self.hub_repo}/{name}"
 
-    def path(self, subset: str, split: str) -> Path:
-        assert self.folder is not None
-        return self.folder / subset / f"{split}.json"
-
-    def where(self, subset: str, split: str) -> str:
+    def has(self, name: str) -> bool:
+        """Whether split ``name``'s local file exists (always True on the hub path: asked when read)."""
         if self.folder is None:
-            return f"hub:{self.hub_repo}/{subset}/{split}"
-        return str(self.path(subset, split))
+            return True
+        try:
+            self.path(name)
+        except DataError:
+            return False
+        return True
 
-    def key(self, subset: str, split: str) -> str:
-        if self.folder is None:
-            return f"hub:{self.hub_repo}/{subset}/{split}"
-        return f"{self.folder.name}/{subset}/{split}.json"
-
-    def has(self, subset: str, split: str) -> bool:
-        """Whether the local file exists (always True on the hub path: asked when read)."""
-        return self.folder is None or self.path(subset, split).is_file()
-
-    def _hub(self, subset: str, split: str) -> list[dict]:
-        rows = load_hub_split(self.hub_repo, subset, split)
-        self.files[f"hub:{self.hub_repo}/{subset}/{split}"] = records_sha256(rows)
-        return rows
-
-    def _nonempty(self, rows: list, subset: str, split: str) -> list:
-        if not rows:
-            raise DataError(self.where(subset, split), "no rows (an empty file or an empty array)")
-        return rows
-
-    def records(self, subset: str, split: str) -> list[dict]:
-        if self.folder is None:
-            return self._nonempty(self._hub(subset, split), subset, split)
-        from bench.data import read_records
-
-        p = self.path(subset, split)
-        if not p.is_file():
-            raise DataError(p, f"file not found (MUSE-News split {subset}/{split})")
-        rows = read_records(p)
-        self.files[self.key(subset, split)] = sha256_file(p)
-        return self._nonempty(rows, subset, split)
-
-    def texts(self, subset: str, split: str) -> list[str]:
-        if self.folder is None:
-            rows = self._hub(subset, split)
-            where = self.where(subset, split)
-            for i, r in enumerate(rows):
-                require(r, {"text": "str"}, where, i)
-            return self._nonempty([r["text"] for r in rows], subset, split)
-        p = self.path(subset, split)
-        if not p.is_file():
-            raise DataError(p, f"file not found (MUSE-News split {subset}/{split})")
-        out = read_texts(p)
-        self.files[self.key(subset, split)] = sha256_file(p)
-        return self._nonempty(out, subset, split)
-
-    def hub_texts(self, subset: str, split: str) -> tuple[list[str] | None, str]:
+    def hub_texts(self, name: str) -> tuple[list[str] | None, str]:
         """The texts of a hub split, or ``(None, why not)`` when the hub is off or unreachable."""
         if hub_offline():
             return None, "the hub is switched off (HF_HUB_OFFLINE)"
         try:
-            rows = self._hub(subset, split)
+            rows = self.hub_rows(name)
         except BenchError as e:
             return None, str(e).split(";")[0]
         return [str(r.get("text", "")) for r in rows], ""
@@ -246,74 +198,74 @@ class MuseNewsTask(Task):
             for split in splits:
                 if src.folder is None:
                     notes["retain_corpus"] = f"hub raw/{split}"
-                    return src.texts("raw", split)
-                if src.has("raw", split):
+                    return src.texts(f"raw/{split}")
+                if src.has(f"raw/{split}"):
                     notes["retain_corpus"] = f"local raw/{split}.json"
-                    return src.texts("raw", split)
-                texts, why = src.hub_texts("raw", split)
+                    return src.texts(f"raw/{split}")
+                texts, why = src.hub_texts(f"raw/{split}")
                 if texts:
                     notes["retain_corpus"] = f"hub raw/{split} (absent locally)"
                     return texts
                 tried.append(f"raw/{split} (not in {src.folder / 'raw'}; hub: {why})")
-            if choice == "auto" and src.has("raw", "retain2"):
+            if choice == "auto" and src.has("raw/retain2"):
                 notes["retain_corpus"] = "local raw/retain2.json"
-                return src.texts("raw", "retain2")
+                return src.texts("raw/retain2")
             if choice != "auto":
-                raise DataError(src.path("raw", splits[0]), f"file not found and the hub is not reachable "
+                raise DataError(src.expected(f"raw/{splits[0]}"), f"file not found and the hub is not reachable "
                                 f"({tried[-1]}); use --task-set retain_corpus=privleak-retain2 or auto")
         notes["retain_corpus"] = ("privleak/retain2 (100 retain2 excerpts) as the retain corpus"
                                   + (f": {'; '.join(tried)}" if tried else ""))
-        return src.texts("privleak", "retain2")
+        return src.texts("privleak/retain2")
 
     def forget_corpora(self, src: MuseSource, notes: dict[str, str]) -> list[tuple[str, list[str]]]:
         """``[(step name, texts)]``: one forget corpus here (``raw/forget``)."""
-        return [("forget", src.texts("raw", "forget"))]
+        return [("forget", src.texts("raw/forget"))]
 
     # --- eval sets ----------------------------------------------------------------------
 
     def eval_sets(self, src: MuseSource, limit: int | None) -> list[EvalSet]:
         sets: list[EvalSet] = []
-        rows = src.records("verbmem", "forget")
-        where = src.where("verbmem", "forget")
+        rows = src.records("verbmem/forget")
+        where = src.where("verbmem/forget")
         items = []
         for i, r in enumerate(_head(rows, limit)):
             require(r, {"prompt": TEXT, "gt": TEXT}, where, i)
             items.append(Item(f"verbmem_forget/{i}", r["prompt"], r["gt"]))
         sets.append(EvalSet("verbmem_forget", items, [MetricSpec("verbmem")], role="forget",
-                            max_new_tokens=VERBMEM_TOKENS, source=src.key("verbmem", "forget"), format="raw"))
-        retain_qa = next((n for n in RETAIN_QA_NAMES if src.has("knowmem", n)), None)
+                            max_new_tokens=VERBMEM_TOKENS, source=src.key("verbmem/forget"), format="raw"))
+        retain_qa = next((n for n in RETAIN_QA_NAMES if src.has(f"knowmem/{n}")), None)
         if retain_qa is None:
-            raise DataError(src.path("knowmem", "retain_qa"),
+            raise DataError(src.expected("knowmem/retain_qa"),
                             "file not found (nor knowmem/retain2_qa.json, the local copy's name)")
         for set_name, split, role in (("knowmem_forget", "forget_qa", "forget"),
                                       ("knowmem_retain", retain_qa, "retain")):
             sets.append(self.knowmem_set(src, set_name, split, role, limit))
         for set_name, split, role in (("privleak_forget", "forget", "forget"),
                                       ("privleak_holdout", "holdout", "holdout")):
-            texts = src.texts("privleak", split)
+            texts = src.texts(f"privleak/{split}")
             items = [Item(f"{set_name}/{i}", "", t) for i, t in enumerate(_head(texts, limit))]
             for it in items:
                 if not it.answer.strip():
-                    raise DataError(src.where("privleak", split), "empty text", int(it.id.rsplit("/", 1)[1]))
+                    raise DataError(src.where(f"privleak/{split}"), "empty text", int(it.id.rsplit("/", 1)[1]))
             sets.append(EvalSet(set_name, items, benchmark_specs("muse"),
-                                role=role, max_new_tokens=1, source=src.key("privleak", split), format="document"))
+                                role=role, max_new_tokens=1, source=src.key(f"privleak/{split}"), format="document"))
         return sets
 
     def knowmem_set(self, src: MuseSource, set_name: str, split: str, role: str, limit: int | None) -> EvalSet:
         qa_fields = {"question": TEXT, "answer": TEXT}
-        shots_rows = src.records("knowmem", f"{split}_icl")
+        shots_rows = src.records(f"knowmem/{split}_icl")
         for i, r in enumerate(shots_rows):
-            require(r, qa_fields, src.where("knowmem", f"{split}_icl"), i)
+            require(r, qa_fields, src.where(f"knowmem/{split}_icl"), i)
         shots = [(r["question"], r["answer"]) for r in shots_rows]
-        rows = src.records("knowmem", split)
-        where = src.where("knowmem", split)
+        rows = src.records(f"knowmem/{split}")
+        where = src.where(f"knowmem/{split}")
         items = []
         for i, r in enumerate(_head(rows, limit)):
             require(r, qa_fields, where, i)
             items.append(Item(f"{set_name}/{i}", knowmem_prompt(shots, r["question"]), r["answer"],
                               meta={"question": r["question"]}))
         return EvalSet(set_name, items, [MetricSpec("knowmem")], role=role, max_new_tokens=KNOWMEM_TOKENS,
-                       source=f"{src.key('knowmem', split)} ({len(shots)}-shot {split}_icl)",
+                       source=f"{src.key(f'knowmem/{split}')} ({len(shots)}-shot {split}_icl)",
                        format="raw", stop=KNOWMEM_STOP)
 
     def derived(self) -> list[Derived]:
@@ -370,20 +322,20 @@ class MuseNewsSust(MuseNewsTask):
         out = []
         for k in range(1, SUST_STEPS + 1):
             split = f"forget_{k}"
-            if src.has("sust", split):
-                out.append((split, src.texts("sust", split)))
+            if src.has(f"sust/{split}"):
+                out.append((split, src.texts(f"sust/{split}")))
                 continue
-            texts, why = src.hub_texts("sust", split)
+            texts, why = src.hub_texts(f"sust/{split}")
             if texts:
                 notes[f"sust/{split}"] = f"hub sust/{split} (absent locally)"
                 out.append((split, texts))
                 continue
-            if k == 1 and src.has("raw", "forget"):
+            if k == 1 and src.has("raw/forget"):
                 notes["sust/forget_1"] = (f"raw/forget.json (sust/forget_1.json absent locally; hub: {why}); "
                                           "the same file upstream (git blob 92c82699)")
-                out.append((split, src.texts("raw", "forget")))
+                out.append((split, src.texts("raw/forget")))
                 continue
-            raise DataError(src.path("sust", split), f"file not found and the hub is not reachable ({why}); "
+            raise DataError(src.expected(f"sust/{split}"), f"file not found and the hub is not reachable ({why}); "
                             f"copy MUSE-News sust/{split} there")
         overlaps = sust_overlaps(out)
         if overlaps:

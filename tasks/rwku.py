@@ -63,6 +63,7 @@ from bench.data import (
     STR_LIST,
     TEXT,
     data_hint,
+    given_data_dir,
     load_hub_split,
     read_records,
     records_sha256,
@@ -266,18 +267,9 @@ class RWKUSource:
 
 def resolve_root(data_dir: Path | str | None, envs: Sequence[str]) -> Path | None:
     """The local RWKU folder (``data_dir`` or its ``rwku/``), or ``None`` for the hub."""
-    import os
-
-    if data_dir is None:
-        for env in envs:
-            if os.environ.get(env, "").strip():
-                data_dir = os.environ[env].strip()
-                break
-        else:
-            return None
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(root, "data directory not found")
+    root = given_data_dir(data_dir, envs)
+    if root is None:
+        return None
     for cand in (root, root / SUBDIR):
         if (cand / "combined").is_dir() or (cand / "targets").is_dir():
             return cand

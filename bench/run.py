@@ -161,20 +161,29 @@ def finetune_settings(alias: Any) -> dict[str, Any]:
     return base
 
 
+def _prepare_options(epochs: int = 5, lr: float = 1e-5, batch_size: int = 16, grad_accum: int = 1,
+                     weight_decay: float = 0.0, warmup_epochs: float = 0.0, max_length: int = 512,
+                     max_steps: int | None = None, max_grad_norm: float | None = 1.0, optimizer: str = "adamw",
+                     device: str = "auto", precision: str = "fp32", grad_checkpointing: bool = False,
+                     lora_r: int = 0, lora_alpha: float = 16.0, lora_targets: str = "all-linear") -> None:
+    """The options ``--prepare-set`` may give :func:`bench.training.finetune` (its own and
+    the :class:`bench.training.TrainOptions` fields that make sense for fine-tuning a
+    target); seed, progress and the unlearning-only fields (early stopping, checkpoints,
+    length grouping) are fixed by bench prepare."""
+
+
 def prepare_overrides(raw: dict[str, str] | None) -> dict[str, Any]:
-    """``--prepare-set`` typed: any :func:`bench.training.finetune` option but
-    seed/desc/progress, converted by its annotations (they override
+    """``--prepare-set`` typed by :func:`_prepare_options`'s annotations (they override
     :func:`finetune_settings`); a BenchError names an unknown key or a bad value."""
     if not raw:
         return {}
     from bench.adapters import parse_options
-    from bench.training import finetune
 
     fixed = sorted(set(raw) & {"seed", "desc", "progress"})
     if fixed:
         raise BenchError(f"--prepare-set: option '{fixed[0]}' is fixed by bench prepare "
-                         "(accepted: epochs, lr, batch_size, grad_accum, weight_decay, ...)")
-    return parse_options(finetune, dict(raw), "--prepare-set", kind="prepare", positional=2)
+                         "(accepted: epochs, lr, batch_size, grad_accum, weight_decay, max_steps, ...)")
+    return parse_options(_prepare_options, dict(raw), "--prepare-set", kind="prepare", positional=0)
 
 
 def prepare_splits(data: TaskData, limit: int | None) -> tuple[Sequence[Item], Sequence[Item]]:

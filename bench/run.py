@@ -144,7 +144,14 @@ def load_task(spec: RunSpec) -> tuple[Task, TaskData]:
     data_dir = Path(spec.data_dir).expanduser() if spec.data_dir else None
     if data_dir is not None and not data_dir.exists():
         raise BenchError(f"data directory '{spec.data_dir}' does not exist")
-    return task, task.load(data_dir, spec.limit)
+    data = task.load(data_dir, spec.limit)
+    if spec.limit is not None:  # a per-task alias (tiny) is built from the data without the limit
+        from functools import cache
+
+        from bench.models import UNLIMITED
+
+        data.extras[UNLIMITED] = cache(lambda: task.load(data_dir, None))
+    return task, data
 
 
 # --------------------------------------------------------------------------- prepare

@@ -77,3 +77,26 @@ def test_a_slow_tokenizer_is_fingerprinted_by_its_vocabulary():
 
     assert tokenizer_fingerprint(Slow({"a": 0, "b": 1})) == tokenizer_fingerprint(Slow({"b": 1, "a": 0}))
     assert tokenizer_fingerprint(Slow({"a": 0, "b": 1})) != tokenizer_fingerprint(Slow({"a": 1, "b": 0}))
+
+
+def test_a_directory_with_torch_bin_weights_changes_fingerprint_with_them(tmp_path):
+    """``pytorch_model.bin`` (an older checkpoint format check_model_dir accepts) is part of
+    the directory's fingerprint: weights re-saved in place give another run hash, not a
+    stale 'already finished' (before, only its config and tokenizer files were hashed)."""
+    import torch
+
+    from bench.models import load_bundle
+    from bench.provenance import dir_fingerprint
+    from bench.tiny import build_model, build_tokenizer
+
+    tok = build_tokenizer(A, vocab_size=290)
+    fps = []
+    for seed in (0, 1):
+        m = build_model(tok, seed=seed)
+        m.save_pretrained(tmp_path)
+        tok.save_pretrained(tmp_path)
+        (tmp_path / "model.safetensors").unlink()
+        torch.save(m.state_dict(), tmp_path / "pytorch_model.bin")
+        load_bundle(tmp_path)  # a model directory transformers loads
+        fps.append(dir_fingerprint(tmp_path))
+    assert fps[0] != fps[1]

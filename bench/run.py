@@ -273,7 +273,7 @@ def _build_beside(target: Path, args: tuple[Any, ...]) -> Any:
 def parallel_prepare_ok(base_path: Path | str) -> bool:
     """Whether the two prepared models may be fine-tuned side by side, one per CPU core: only
     for a small local model (safetensors under ~80 MB: it trains on one thread, see
-    :data:`bench.training.SMALL_MODEL_PARAMS`) on CPU with at least two cores;
+    :data:`bench.threads.SMALL_MODEL_PARAMS`) on CPU with at least two cores;
     ``$BENCH_PREPARE_PARALLEL=0`` turns it off. Each model trains on one thread either way,
     so the weights are the same bit for bit as one after the other."""
     import os

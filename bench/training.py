@@ -76,6 +76,7 @@ from bench.errors import BenchError
 from bench.items import Item, Split, split_format
 from bench.model_bundle import ModelBundle, tokenize_pair
 from bench.prompts import default_bos
+from bench.threads import SMALL_MODEL_PARAMS, is_small_cpu_model  # noqa: F401  (re-exported)
 
 IGNORE = -100
 
@@ -508,11 +509,6 @@ def _optimizer(module: Any, name: str, lr: float, weight_decay: float) -> Any:
     raise BenchError(f"unknown optimizer '{name}' (choose 'adamw' or 'paged_adamw_32bit')")
 
 
-# A model this small gains little from a second CPU thread (its matmuls are too small to
-# split well: the embedded default's first run used 710 s of CPU for 368 s of wall time on
-# 2 cores), and on a busy machine two spinning OpenMP threads made the tiny model's step
-# 16x slower (measured, batch 8: 2040 ms vs 126 ms wall). So it trains on one thread.
-SMALL_MODEL_PARAMS = 20_000_000
 LONG_STEP_S = 120.0  # a training step predicted to take longer gets the one-line warning
 WARN_AFTER_STEPS = 3
 
@@ -657,7 +653,7 @@ def train(
     lines otherwise; ``None``: as ``$BENCH_PROGRESS`` says, ``False``: silent) with the
     step, epoch, loss and ETA; when the first steps predict more than
     :data:`LONG_STEP_S` seconds, one line says so and how to skip the step.
-    Models under :data:`SMALL_MODEL_PARAMS` parameters train on one CPU thread (see there).
+    Models under :data:`bench.threads.SMALL_MODEL_PARAMS` parameters train on one CPU thread.
     Returns a :class:`TrainLog`.
     """
     import torch
@@ -858,7 +854,7 @@ def train(
     bar = Progress(desc, total, "steps", enabled=progress)
     warned = False
     threads = torch.get_num_threads()
-    if device.type == "cpu" and sum(p.numel() for p in module.parameters()) < SMALL_MODEL_PARAMS:
+    if is_small_cpu_model(module):
         torch.set_num_threads(1)
     best, bad = math.inf, 0
 

@@ -334,3 +334,23 @@ def test_generation_slots_capped_by_kv_memory(tiny_bundle):
     assert b.gen_slots([]) == 64
     with pytest.raises(BenchError, match="kv_cache_gib"):
         HFBackend(tiny_bundle, kv_cache_gib=0)
+
+
+def test_a_small_cpu_model_answers_on_one_thread_and_torch_is_restored(tiny_bundle, monkeypatch):
+    import bench.threads as threads
+
+    seen = []
+    b = HFBackend(ModelBundle(copy.deepcopy(tiny_bundle.module), tiny_bundle.tokenizer, tiny_bundle.prompt, "t"))
+    hook = b.bundle.module.get_decoder().register_forward_pre_hook(lambda m, *a: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        b.answer([LogLikelihood(Q1, " Kuwait City.</s>"), Generate(Q2, max_new_tokens=3)])
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        monkeypatch.setattr(threads, "SMALL_MODEL_PARAMS", 10)  # now the model counts as large
+        b.answer([LogLikelihood(Q2, " Kuwait City.</s>")])
+        assert set(seen) == {2}
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)

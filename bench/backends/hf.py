@@ -9,7 +9,8 @@ float32; generations token for token except on float near-ties between batch lay
   16384 on CUDA; :mod:`hf_loglik`); generation: continuous batching over ``slots`` live
   rows (default 128, fewer when their KV cache would pass ``kv_cache_gib``;
   :mod:`hf_generate`). On CPU, grouped-query attention reads the shared KV heads in place
-  instead of copying them per query head (:mod:`attention`; bit-identical).
+  instead of copying them per query head (:mod:`attention`; bit-identical). A model
+  under 20M parameters on CPU answers on one thread (:mod:`bench.threads`).
 * ``naive`` — the field's way, our reference for tests and the speed benchmark: fixed
   batches of ``batch_size`` in request order, full sequences, full LM head, no dedupe;
   ``model.generate`` batches.
@@ -58,6 +59,7 @@ from bench.requests import (
     TokenStats,
     TokenStatsResponse,
 )
+from bench.threads import model_threads
 
 MODES = ("fast", "naive")
 DTYPES = ("float32", "bfloat16")
@@ -169,7 +171,7 @@ class HFBackend(Backend):
             raise BenchError(f"hf backend: unknown request type {type(bad).__name__}")
         fast = gqa_attention(self._model()) if self.mode == "fast" else contextlib.nullcontext()
         self.last_phases = {}
-        with torch.inference_mode(), fast:
+        with torch.inference_mode(), fast, model_threads(self._model()):
             if score_idx:
                 t0 = time.perf_counter()
                 for i, resp in zip(score_idx, self._score([requests[i] for i in score_idx]), strict=True):

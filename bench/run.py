@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import math
 import random
 import shutil
 import time
@@ -181,11 +182,27 @@ def _prepare_options(epochs: int = 5, lr: float = 1e-5, batch_size: int = 16, gr
                      weight_decay: float = 0.0, warmup_epochs: float = 0.0, max_length: int = 512,
                      max_steps: int | None = None, max_grad_norm: float | None = 1.0, optimizer: str = "adamw",
                      device: str = "auto", precision: str = "fp32", grad_checkpointing: bool = False,
-                     lora_r: int = 0, lora_alpha: float = 16.0, lora_targets: str = "all-linear") -> None:
+                     lora_r: int = 0, lora_alpha: float = 16.0, lora_targets: str = "all-linear",
+                     step_budget: int | None = None) -> None:
     """The options ``--prepare-set`` may give :func:`bench.training.finetune` (its own and
     the :class:`bench.training.TrainOptions` fields that make sense for fine-tuning a
-    target); seed, progress and the unlearning-only fields (early stopping, checkpoints,
-    length grouping) are fixed by bench prepare."""
+    target, and ``step_budget``: :func:`split_settings`); seed, progress and the
+    unlearning-only fields (early stopping, checkpoints, length grouping) are fixed by
+    bench prepare."""
+
+
+def split_settings(ft: dict[str, Any], n_items: int) -> dict[str, Any]:
+    """The fine-tuning settings of one prepared model of ``n_items`` examples: ``ft`` with
+    its ``step_budget`` (optimizer steps; an alias's, or ``--prepare-set step_budget=N``)
+    turned into epochs — ``min(epochs, round(budget / steps per epoch))``, at least 1 —
+    so that a large task trains fewer epochs than a small one. No budget (or none): ``ft``."""
+    out = dict(ft)
+    budget = out.pop("step_budget", None)
+    if budget is None:
+        return out
+    per_epoch = math.ceil(n_items / (int(out.get("batch_size", 16)) * int(out.get("grad_accum", 1))))
+    out["epochs"] = max(1, min(int(out["epochs"]), round(budget / max(1, per_epoch))))
+    return out
 
 
 def prepare_overrides(raw: dict[str, str] | None) -> dict[str, Any]:
@@ -337,11 +354,12 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
             log(f"prepare: reusing {split} model {paths[split]}")
         else:
             log(f"prepare: fine-tuning the {split} model from {spec.model} on {len(items)} items "
-                f"({', '.join(f'{k} {v}' for k, v in ft.items())})")
+                f"({', '.join(f'{k} {v}' for k, v in split_settings(ft, len(items)).items())})")
             todo.append(split)
 
     def args(split: str) -> tuple[Any, ...]:
-        return (str(base_path), spec.prompt_style, spec.system_prompt, spec.model, split, jobs[split], ft, meta)
+        return (str(base_path), spec.prompt_style, spec.system_prompt, spec.model, split, jobs[split],
+                split_settings(ft, len(jobs[split])), meta)
 
     if len(todo) == 2 and parallel_prepare_ok(base_path):
         log(f"prepare: the {todo[1]} model trains in a worker process beside the {todo[0]} model (one core each)")
@@ -358,7 +376,36 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
     target_dir, retain_dir = (paths[s] for s in jobs)
     retain_run = reference_run(spec, str(retain_dir), task, data, log)
     target_run = reference_run(spec, str(target_dir), task, data, log, reference=str(retain_run))
+    line = memorisation_line(target_run, retain_run)
+    if line:
+        log(line)
     return Prepared(target_dir, retain_dir, target_run, retain_run)
+
+
+MEMORISED_GAP = 0.05  # forget ROUGE-L of the target minus the retain-only model's, below which prepare warns
+
+
+def memorisation_line(target_run: Path, retain_run: Path) -> str | None:
+    """One line comparing the forget-set ROUGE-L (the ``forget_rouge_l`` aggregate, higher =
+    more of the answer reproduced) of the prepared target with the retain-only model's: the
+    check that the target has memorised what it is to forget. It says so when the gap is
+    under :data:`MEMORISED_GAP` (unlearning such a target measures little). None when a
+    task has no such aggregate."""
+    vals = []
+    for d in (target_run, retain_run):
+        try:
+            vals.append(json.loads((Path(d) / "results.json").read_text())["aggregates"].get("forget_rouge_l"))
+        except (OSError, ValueError, KeyError, AttributeError):
+            return None
+    if any(not isinstance(v, (int, float)) for v in vals):
+        return None
+    t, r = vals
+    line = f"prepare: forget ROUGE-L {t:.3f} for the target vs {r:.3f} for the retain-only model"
+    if t - r < MEMORISED_GAP:
+        return (line + f": the target has barely memorised its forget set (gap under {MEMORISED_GAP}); "
+                "unlearning it measures little. A larger model, more epochs (--prepare-set epochs=N "
+                "step_budget=none) or a fine-tuned model given as --model with --as-is")
+    return line
 
 
 def reference_run(spec: RunSpec, model: str, task: Task, data: TaskData, log: Log,

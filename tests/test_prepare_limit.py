@@ -44,6 +44,10 @@ def test_prepare_overrides_are_typed_and_checked():
         prepare_overrides({"seed": "1"})
     with pytest.raises(BenchError, match="epochs='x'"):
         prepare_overrides({"epochs": "x"})
+    # the shared training options that make sense for a target's fine-tuning, typed
+    assert prepare_overrides({"max_steps": "600", "lora_r": "8"}) == {"max_steps": 600, "lora_r": 8}
+    with pytest.raises(BenchError, match="no option 'early_stop_patience'"):
+        prepare_overrides({"early_stop_patience": "2"})
 
 
 def test_cli_carries_the_options():

@@ -136,6 +136,53 @@ def test_token_mean_nll_equals_hf_loss(tiny_bundle):
     assert sums[3].item() == pytest.approx(alone[0].item(), rel=1e-4)
 
 
+def _full_forward_nll(model, batch):
+    """Per-token NLL from the model's own full forward (every position through the head)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    return torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), batch["labels"][:, 1:],
+                                             ignore_index=IGNORE, reduction="none")
+
+
+def test_answer_positions_only_through_the_head_same_values_and_gradients(tiny_bundle):
+    from bench.training import token_nll
+
+    batch = collate(encode_pairs(tiny_bundle, ITEMS, 512), pad_id(tiny_bundle.tokenizer))
+    a, b = fresh(tiny_bundle).module, fresh(tiny_bundle).module
+    head_rows = []
+    hook = a.get_output_embeddings().register_forward_hook(lambda m, i, o: head_rows.append(i[0].shape[0]))
+    nll, mask = token_nll(a, batch)
+    hook.remove()
+    n_labels = int((batch["labels"][:, 1:] != IGNORE).sum())
+    # the first call checks both ways (full forward: [B, T, H] input), then uses the answer rows only
+    assert a._bench_answer_logits is True and head_rows[-1] == n_labels
+    full = _full_forward_nll(b, batch)
+    assert torch.allclose(nll, full, atol=1e-5) and nll[~mask].abs().sum() == 0
+    (nll.sum() / mask.sum()).backward()
+    (full.sum() / mask.sum()).backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-5), name
+
+
+def test_a_model_whose_forward_does_more_than_its_head_keeps_the_full_forward(tiny_bundle):
+    from bench.training import token_nll
+
+    class Scaled(type(tiny_bundle.module)):  # logits scaled after the head (as Cohere / soft-capping do)
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out.logits = out.logits * 0.5
+            return out
+
+    m = Scaled(tiny_bundle.module.config)
+    m.load_state_dict(tiny_bundle.module.state_dict())
+    m.eval()
+    batch = collate(encode_pairs(tiny_bundle, ITEMS, 512), pad_id(tiny_bundle.tokenizer))
+    with torch.no_grad():
+        nll, _ = token_nll(m, batch)
+        assert m._bench_answer_logits is False
+        assert torch.allclose(nll, _full_forward_nll(m, batch), atol=1e-6)
+        assert torch.allclose(token_nll(m, batch)[0], nll)  # the verdict sticks
+
+
 # ----------------------------------------------------------------------------- loop
 
 

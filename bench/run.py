@@ -575,7 +575,12 @@ def unlearn_step(rp: RunPlan, k: int, start: Path | str, run_dir: Path, log: Log
         from bench.training import training_hooks
 
         hooks = training_hooks(on_checkpoint, every=rp.curves.every, each_epoch=rp.curves.each_epoch)
-    with hooks:
+    reference = contextlib.nullcontext()
+    if spec.step_reference == "initial" and k > 0 and initial is not None:
+        from bench.training import reference_model
+
+        reference = reference_model(str(initial))  # every train() call's reference: the model before step 1
+    with hooks, reference:
         bundle = checks.call_method(rp.method_fn, bundle, forget, retain, kwargs, rp.method_name,
                                     log_path=run_dir / "run.log")
     with atomic_dir(ckpt) as tmp:

@@ -37,7 +37,8 @@ Conventions
   also carries ``.ref`` (the reference, :class:`Reference`, when ``reference=True``) and
   ``.step``. A batch named in ``fixed_ref`` carries ``"ref_logp"``: Tensor[B] of the
   incoming model's summed answer log-probs, computed once before training through the
-  ``hf`` request backend and its request cache (:func:`reference_logprobs`).
+  ``hf`` request backend and its request cache (:func:`reference_logprobs`). Inside
+  :func:`reference_model` both come from another model instead of the incoming one.
 * Tuple examples: ``views={"forget_idk": "forget", "retain_idk": "retain"}`` adds batches
   holding the same rows' questions with the answer replaced by a refusal from
   ``refusals``; each row draws one refusal index afresh per draw, shared by all views of
@@ -448,6 +449,35 @@ def reference_logprobs(bundle: ModelBundle, pairs: Sequence[tuple[str, str, int]
 _HOOKS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("bench_training_hooks", default=None)
 
 
+_REFERENCE: contextvars.ContextVar[Any] = contextvars.ContextVar("bench_reference_model", default=None)
+
+
+@contextlib.contextmanager
+def reference_model(model: ModelBundle | str | Any | None) -> Iterator[None]:
+    """Every :func:`train` call inside the block takes its reference — the ``fixed_ref``
+    log-probs and ``batches.ref`` (KL terms, LoRA's adapters-off reference included) — from
+    ``model`` (a bundle, or a model directory loaded on each call with the trained
+    bundle's tokenizer and prompt) instead of the incoming model: how ``bench run
+    --step-reference initial`` gives a later step the model before any step. ``None``:
+    the incoming model (the default)."""
+    token = _REFERENCE.set(model)
+    try:
+        yield
+    finally:
+        _REFERENCE.reset(token)
+
+
+def _reference_override(bundle: ModelBundle) -> ModelBundle | None:
+    src = _REFERENCE.get()
+    if src is None or isinstance(src, ModelBundle):
+        return src
+    from bench import models
+
+    ref = models.load_bundle(src, name=str(src))
+    ref.prompt, ref.tokenizer = bundle.prompt, bundle.tokenizer  # tokenise exactly as the trained model
+    return ref
+
+
 _CHECKPOINT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("bench_checkpoint", default=None)
 
 
@@ -736,6 +766,8 @@ def train(
 
     # fixed per-example reference log-probs, computed once, before the module changes
     ref_values: dict[tuple[str, int, int], float] = {}
+    ref_bundle = _reference_override(bundle) if (fixed_ref or reference) else None
+    src_bundle = ref_bundle or bundle
     if fixed_ref:
         keys = sorted({(name, row.idx[views.get(name, name)], (row.refusal or 0) if name in views else 0)
                        for rows_list in ([r for ep in plan for g in ep for m in g for r in m],
@@ -762,10 +794,10 @@ def train(
             pair_keys.append((name, i, k))
         t_ref = time.perf_counter()
         # a module that already carries (trained) adapters: the reference is its base network
-        off = bundle.module.disable_adapter() if _is_peft(bundle.module) else contextlib.nullcontext()
+        off = src_bundle.module.disable_adapter() if _is_peft(src_bundle.module) else contextlib.nullcontext()
         with off:
-            ref_values = dict(zip(pair_keys, reference_logprobs(bundle, pairs)))
-            ref_values.update(zip(doc_keys, _forward_logprobs(bundle.module, docs, pad)))
+            ref_values = dict(zip(pair_keys, reference_logprobs(src_bundle, pairs)))
+            ref_values.update(zip(doc_keys, _forward_logprobs(src_bundle.module, docs, pad)))
         ref_seconds = time.perf_counter() - t_ref
     else:
         ref_seconds = 0.0
@@ -792,7 +824,12 @@ def train(
     ref = None
     if reference:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opts.precision)
-        ref = Reference(module, adapters_off=_is_peft(module), dtype=dtype)
+        if ref_bundle is not None:
+            ref = Reference(ref_bundle.module.to(device), adapters_off=_is_peft(ref_bundle.module), dtype=dtype)
+        else:
+            ref = Reference(module, adapters_off=_is_peft(module), dtype=dtype)
+    ref_name = None if ref_bundle is None else ref_bundle.name
+    del ref_bundle, src_bundle
     if opts.grad_checkpointing:
         base = module.get_base_model() if _is_peft(module) else module
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -809,7 +846,8 @@ def train(
     log = TrainLog(desc=desc, steps=total, warmup_steps=warmup,
                    options={**asdict(opts), "anchor": anchor, "reference": reference,
                             "reference_copy": bool(ref and ref.holds_copy), "fixed_ref": list(fixed_ref),
-                            "ref_logprob_seconds": round(ref_seconds, 3), "device": str(device)})
+                            "ref_logprob_seconds": round(ref_seconds, 3), "device": str(device),
+                            **({"reference_model": ref_name} if ref_name else {})})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 

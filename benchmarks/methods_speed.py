@@ -5,6 +5,7 @@
     python benchmarks/methods_speed.py                                  # synthetic-forget10, tiny
     python benchmarks/methods_speed.py --task tofu-forget01 --data-dir ../shared/data/tofu \\
         --model smollm2-135m --as-is --set max_steps=4 --set sample_fraction=0.05 --threads 2
+    python benchmarks/methods_speed.py ... --set wme-fisher:max_steps=4 --set npo-gd:max_steps=2
 
 Each method runs in its own subprocess (so that peak memory is that method's alone) on the
 same target model: the task's prepared target for a base alias (``bench prepare``, cached),
@@ -29,6 +30,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Container
 from pathlib import Path
 
 PAIRS = (("wme-fisher", "npo-gd", "wall_s"), ("npo-lora", "npo-kl", "extra_rss_mib"))
@@ -40,6 +42,21 @@ def _rss_mib() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return float("nan")
+
+
+def method_sets(sets: list[str], method: str, accepted: Container[str]) -> dict[str, str]:
+    """The ``--set`` values for ``method``: ``KEY=VALUE`` for every method that accepts
+    ``KEY``, ``METHOD:KEY=VALUE`` for that method only (it wins over a plain ``KEY``)."""
+    plain: dict[str, str] = {}
+    own: dict[str, str] = {}
+    for s in sets:
+        if "=" not in s:
+            raise SystemExit(f"--set {s!r}: expected KEY=VALUE or METHOD:KEY=VALUE")
+        key, value = s.split("=", 1)
+        target, _, key = key.rpartition(":")
+        if key in accepted and target in ("", method):
+            (own if target else plain)[key] = value
+    return {**plain, **own}
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -71,7 +88,7 @@ def worker(args: argparse.Namespace) -> dict:
         original = models.resolve(args.original, data, task.family)[0] if args.original else target
     name, fn = resolve_method(args.worker)
     accepted = method_options(fn)
-    raw = {k: v for k, v in dict(s.split("=", 1) for s in args.set).items() if k in accepted}
+    raw = method_sets(args.set, name, accepted)
     overrides = {k: v for k, v in (alias.method_overrides if alias else ()) if k in accepted}
     options = effective_options(fn, {**overrides, **parse_options(fn, raw, name)}, name)
     bundle = models.load_bundle(target, name=args.model)
@@ -105,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--as-is", action="store_true", help="use --model itself as the target (no bench prepare)")
     ap.add_argument("--original", help="θ0 for wme-fisher with --as-is (default: the target itself)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="method option for every method that accepts it, e.g. max_steps=4")
+                    help="method option for every method that accepts it, e.g. max_steps=4; "
+                         "METHOD:KEY=VALUE for one method only, e.g. npo-gd:max_steps=2")
     ap.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch's default)")
     ap.add_argument("--methods", default="wme-fisher,npo-gd,npo-lora,npo-kl")
     ap.add_argument("--json", help="write the raw figures here")

@@ -213,3 +213,40 @@ def test_continual_run_resumes_after_a_kill_between_steps(shared_data, tmp_path,
         assert agg["forget_cosine_similarity"] is None and agg["closer_look_mu"] is None  # no scorer: missing
     forget_ids = [sets["forget"]["item_ids"] for sets in res["sets_per_step"]]
     assert forget_ids[0] != forget_ids[1]  # each step is evaluated on its own forget set
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.parametrize("step_reference", ["previous", "initial"])
+def test_step_reference_initial_gives_later_steps_the_initial_model_as_reference(shared_data, tmp_path,
+                                                                               tiny_bundle, step_reference):
+    """``--step-reference initial``: from step 2 on, every train() call inside the method
+    takes its reference from the model before step 1 (bench.training.reference_model);
+    ``previous`` (and step 1 either way): the incoming model, i.e. no override."""
+    from bench.models import save_bundle
+    from bench.run import RunSpec, run
+
+    model = tmp_path / "tiny-model"
+    save_bundle(tiny_bundle, model)
+    seen = tmp_path / "seen.jsonl"
+    adapter = tmp_path / "refs.py"
+    adapter.write_text(
+        "import json\n"
+        "from bench import training\n"
+        "def unlearn(model, forget, retain, *, ctx=None):\n"
+        f"    with open({str(seen)!r}, 'a') as f:\n"
+        "        f.write(json.dumps([ctx.step, ctx.step_reference, training._REFERENCE.get()]) + '\\n')\n"
+        "    return model\n"
+    )
+    spec = RunSpec(task="tofu-continual-forget01", method=f"{adapter}:unlearn", model=str(model), as_is=True,
+                   limit=1, data_dir=str(shared_data), out=str(tmp_path / "runs"), step_reference=step_reference,
+                   task_options={"task_list": "1,2", "embedding_model": str(tmp_path / "no-embedder"),
+                                 "nli_model": str(tmp_path / "no-nli")})
+    run(spec, log=lambda s: None)
+    rows = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert [r[:2] for r in rows] == [[0, step_reference], [1, step_reference]]
+    assert rows[0][2] is None
+    if step_reference == "previous":
+        assert rows[1][2] is None
+    else:
+        assert rows[1][2] is not None and Path(rows[1][2]).resolve() == model.resolve()

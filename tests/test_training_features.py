@@ -200,3 +200,39 @@ def test_group_by_length_sorts_each_megabatch_longest_first():
     assert plain_order != order  # off by default: the permutation as drawn
     # the same permutation underlies both: each mega-batch holds the same examples
     assert [sorted(plain_order[i:i + mega]) for i in range(0, n, mega)] == [sorted(c) for c in chunks]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_reference_model_replaces_the_incoming_model_as_reference(tiny_bundle, tiny_dir, liven, lora):
+    """Inside ``reference_model(dir)`` the fixed ``ref_logp`` and ``batches.ref`` (a frozen
+    copy; with LoRA too, instead of the adapters-off network) are that model's summed
+    log-probs, not the incoming model's; outside the block, the incoming model's."""
+    from bench.training import batch_nll, reference_model
+
+    seen = []
+
+    def loss(m, x):
+        lp = -batch_nll(m, x["forget"])
+        if x.step == 0:
+            with torch.no_grad():
+                other = -batch_nll(tiny_bundle.module, x["forget"])  # the model saved in tiny_dir
+            seen.append((lp.detach().clone(), x["forget"]["ref_logp"].clone(), x.ref.sum_logprob(x["forget"]), other))
+        return -lp.mean()
+
+    opts = {**QUICK, "batch_size": 2, "grad_accum": 2, **({"lora_r": 2} if lora else {})}
+    incoming = fresh(tiny_bundle)
+    liven(incoming.module, 3)  # other weights than tiny_dir's
+    with reference_model(str(tiny_dir)):
+        log = train(incoming, loss, {"forget": ITEMS}, epochs=1, fixed_ref=("forget",), reference=True, **opts)
+    assert log.options["reference_model"] == str(tiny_dir) and log.options["reference_copy"]
+    assert len(seen) == 2
+    for lp, ref_logp, ref_now, other in seen:
+        assert torch.allclose(ref_logp, other, atol=1e-4) and torch.allclose(ref_now, other, atol=1e-4)
+        assert (lp - other).abs().max() > 1e-2  # the two models tell apart
+    seen.clear()
+    incoming = fresh(tiny_bundle)
+    liven(incoming.module, 3)
+    log = train(incoming, loss, {"forget": ITEMS}, epochs=1, fixed_ref=("forget",), reference=True, **opts)
+    assert "reference_model" not in log.options and log.options["reference_copy"] is (not lora)
+    for lp, ref_logp, ref_now, _ in seen:
+        assert torch.allclose(ref_logp, lp, atol=1e-4) and torch.allclose(ref_now, lp, atol=1e-4)

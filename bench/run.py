@@ -188,7 +188,8 @@ def _prepare_options(epochs: int = 5, lr: float = 1e-5, batch_size: int = 16, gr
     the :class:`bench.training.TrainOptions` fields that make sense for fine-tuning a
     target, and ``step_budget``: :func:`split_settings`); seed, progress and the
     unlearning-only fields (early stopping, checkpoints, length grouping) are fixed by
-    bench prepare."""
+    bench prepare. Only the names and annotations are read (the values come from
+    :func:`finetune_settings` and the options given)."""
 
 
 def split_settings(ft: dict[str, Any], n_items: int) -> dict[str, Any]:

@@ -77,7 +77,7 @@ from bench.errors import BenchError
 from bench.items import Item, Split, split_format
 from bench.model_bundle import ModelBundle, tokenize_pair
 from bench.prompts import default_bos
-from bench.threads import SMALL_MODEL_PARAMS, is_small_cpu_model  # noqa: F401  (re-exported)
+from bench.threads import SMALL_MODEL_PARAMS, model_threads  # noqa: F401  (SMALL_MODEL_PARAMS re-exported)
 
 IGNORE = -100
 
@@ -272,11 +272,11 @@ def token_nll(model: Any, batch: Batch) -> tuple[Any, Any]:
     labels = batch["labels"][:, 1:]
     mask = labels != IGNORE
     logits = _answer_logits(model, batch, mask)
-    nll = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     if logits is None:  # the model's own forward, every position
         full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         return F.cross_entropy(full[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE,
                                reduction="none"), mask
+    nll = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     nll[mask] = F.cross_entropy(logits.float(), labels[mask], reduction="none")
     return nll, mask
 
@@ -891,9 +891,8 @@ def train(
     module.train()
     bar = Progress(desc, total, "steps", enabled=progress)
     warned = False
-    threads = torch.get_num_threads()
-    if is_small_cpu_model(module):
-        torch.set_num_threads(1)
+    scoped = contextlib.ExitStack()  # closed in the finally below
+    scoped.enter_context(model_threads(module))
     best, bad = math.inf, 0
 
     def held_out(done: int) -> bool:
@@ -956,7 +955,7 @@ def train(
                 break
     finally:
         bar.close()
-        torch.set_num_threads(threads)
+        scoped.close()
         opt.zero_grad(set_to_none=True)
         module.eval()
         if opts.grad_checkpointing:

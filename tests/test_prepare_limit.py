@@ -76,7 +76,7 @@ def test_a_step_budget_turns_into_fewer_epochs_for_a_larger_task():
     assert dict(TINY_FINETUNE)["step_budget"] == 600 and ft["batch_size"] == 32
     # synthetic-forget10's target: 27 steps an epoch, 20 epochs fit the budget
     assert split_settings(ft, 864)["epochs"] == 20 and "step_budget" not in split_settings(ft, 864)
-    # TOFU's: 132 steps an epoch, 600 / 132 = 4.5 -> 5 epochs (round half to even: 4.55 -> 5)
+    # TOFU's: 132 steps an epoch, 600 / 132 = 4.55 -> 5 epochs
     assert split_settings(ft, 4217)["epochs"] == 5
     assert split_settings({**ft, "grad_accum": 2}, 4217)["epochs"] == 9  # 66 steps an epoch
     assert split_settings({**ft, "step_budget": 1}, 4217)["epochs"] == 1  # at least one epoch

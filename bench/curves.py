@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.lora import is_peft
 
 EPOCH = "epoch"
 SYNTAX = "a positive number of optimizer steps (e.g. 20) or 'epoch'"
@@ -217,16 +218,12 @@ def _set_rng_state(state: tuple[Any, ...]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def _is_peft(module: Any) -> bool:
-    return hasattr(module, "disable_adapter") and hasattr(module, "peft_config")
-
-
 def evaluates_in_place(module: Any, backend: str, options: dict[str, Any]) -> bool:
     """True when answering with ``backend`` (options ``options``) would neither move nor
     cast ``module`` (nor see adapters): the ``hf`` backend on the module's dtype and device."""
     import torch
 
-    if backend != "hf" or _is_peft(module):
+    if backend != "hf" or is_peft(module):
         return False
     p = next(iter(module.parameters()), None)
     if p is None:
@@ -305,7 +302,7 @@ class CurveRecorder:
                 from bench.lora import merge
 
                 how = "on a copy"
-                module = merge(copy.deepcopy(module)) if _is_peft(module) else copy.deepcopy(module)
+                module = merge(copy.deepcopy(module)) if is_peft(module) else copy.deepcopy(module)
             ev = ModelBundle(module, bundle.tokenizer, bundle.prompt, bundle.name, {})
             fp = ev.fingerprint()
             call = str(info.get("desc", ""))

@@ -26,6 +26,11 @@ from bench.errors import BenchError
 COMBINATIONS = ("ties", "linear", "dare_linear", "dare_ties", "magnitude_prune")
 
 
+def is_peft(model: Any) -> bool:
+    """Whether ``model`` is a peft wrapper (adapters on a base model)."""
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
 def targets(spec: str) -> str | list[str]:
     """peft ``target_modules`` for a ``lora_targets`` option string."""
     spec = spec.strip()

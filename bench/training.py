@@ -73,8 +73,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from bench.answer_logits import answer_logits
 from bench.errors import BenchError
 from bench.items import Item, Split, split_format
+from bench.lora import is_peft as _is_peft
 from bench.model_bundle import ModelBundle, tokenize_pair
 from bench.prompts import default_bos
 from bench.threads import SMALL_MODEL_PARAMS, model_threads  # noqa: F401  (SMALL_MODEL_PARAMS re-exported)
@@ -264,14 +266,15 @@ def token_nll(model: Any, batch: Batch) -> tuple[Any, Any]:
     """Per-token answer NLL ``[B, T-1]`` (0 where unlabelled) and the label mask ``[B, T-1]``.
 
     Position t scores token t+1 given tokens ≤ t; logits are upcast to float32. Only the
-    labelled positions go through the LM head and the softmax (:func:`_answer_logits`).
+    labelled positions go through the LM head and the softmax, and through the last layer's
+    queries and MLP (:func:`bench.answer_logits.answer_logits`).
     """
     import torch
     import torch.nn.functional as F
 
     labels = batch["labels"][:, 1:]
     mask = labels != IGNORE
-    logits = _answer_logits(model, batch, mask)
+    logits = answer_logits(model, batch, mask)
     if logits is None:  # the model's own forward, every position
         full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         return F.cross_entropy(full[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE,
@@ -279,52 +282,6 @@ def token_nll(model: Any, batch: Batch) -> tuple[Any, Any]:
     nll = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     nll[mask] = F.cross_entropy(logits.float(), labels[mask], reduction="none")
     return nll, mask
-
-
-def _decoder_head(model: Any) -> tuple[Any, Any] | None:
-    """``(decoder, lm_head)`` of a Hugging Face causal LM (through a peft wrapper), or None."""
-    base = model.get_base_model() if _is_peft(model) else model
-    try:
-        decoder, head = base.get_decoder(), base.get_output_embeddings()
-    except (AttributeError, NotImplementedError, ValueError):
-        return None
-    if decoder is None or head is None or decoder is base:
-        return None
-    return decoder, head
-
-
-def _answer_logits(model: Any, batch: Batch, mask: Any) -> Any:
-    """The logits of the labelled positions only, ``[N, V]`` (``mask``: ``[B, T-1]``), as
-    ``lm_head(decoder(...).last_hidden_state)`` at those positions: the LM head and the
-    softmax, a fifth of a small model's training FLOPs, skip the prompt and padding. None
-    when the model is not such a pair, or when the first check (per model object: both
-    ways on the first batch, to 1e-4) finds that its forward does more (logit soft-capping,
-    scaling): then the caller runs the full forward."""
-    import torch
-
-    parts = _decoder_head(model)
-    verdict = getattr(model, "_bench_answer_logits", None)
-    if parts is None or verdict is False:
-        return None
-    decoder, head = parts
-    args = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
-
-    def fast() -> Any:
-        return head(decoder(**args).last_hidden_state[:, :-1][mask])
-
-    if verdict is None:  # in eval mode without gradients: no dropout, no RNG drawn
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                mine, full = fast(), model(**args).logits[:, :-1][mask]
-        finally:
-            model.train(was)
-        ok = full.shape == mine.shape and bool(torch.allclose(full.float(), mine.float(), rtol=1e-4, atol=1e-4))
-        object.__setattr__(model, "_bench_answer_logits", ok)
-        if not ok:
-            return None
-    return fast()
 
 
 def batch_nll(model: Any, batch: Batch, reduction: str = "sum") -> Any:
@@ -971,10 +928,6 @@ def train(
     log.seconds = time.perf_counter() - t0
     bundle.provenance.setdefault("training", []).append(log.summary())
     return log
-
-
-def _is_peft(module: Any) -> bool:
-    return hasattr(module, "disable_adapter") and hasattr(module, "peft_config")
 
 
 def finetune(

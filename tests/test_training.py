@@ -154,7 +154,7 @@ def test_answer_positions_only_through_the_head_same_values_and_gradients(tiny_b
     hook.remove()
     n_labels = int((batch["labels"][:, 1:] != IGNORE).sum())
     # the first call checks both ways (full forward: [B, T, H] input), then uses the answer rows only
-    assert a._bench_answer_logits is True and head_rows[-1] == n_labels
+    assert a._bench_answer_logits == "llama" and head_rows[-1] == n_labels
     full = _full_forward_nll(b, batch)
     assert torch.allclose(nll, full, atol=1e-5) and nll[~mask].abs().sum() == 0
     (nll.sum() / mask.sum()).backward()

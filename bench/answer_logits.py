@@ -1,0 +1,198 @@
+"""The logits of a training batch's labelled positions only, computed without the work
+that cannot reach them.
+
+A training loss scores the answer tokens (labels != -100); the prompt and the padding
+only feed them through attention. So, for a Hugging Face causal LM:
+
+* **head** path: ``lm_head(decoder(...).last_hidden_state)`` at the labelled positions —
+  the LM head and the softmax skip the prompt and the padding;
+* **layer** path (Llama-style decoder layers: ``self_attn.{q,k,v,o}_proj``, two RMS
+  norms, an MLP, rotary positions): the decoder runs every layer but the last on all
+  positions; the last layer computes its keys and values on all positions, but its
+  queries, attention output, MLP and the final norm only at the labelled positions, the
+  only rows whose outputs anything reads. For the suite's two-layer tiny model on
+  synthetic QA (a third of the tokens labelled, a fifth of a batch padding) that is
+  about 0.3 of the matrix FLOPs of a step.
+
+Both give the model's own values. Each model object is checked once, on its first batch,
+in eval mode without gradients (no dropout, no RNG drawn): the layer path against the
+model's full forward to 1e-4, else the head path; a model whose forward does more than
+``lm_head(decoder(...))`` (logit scaling, soft-capping) or whose last layer is not of that
+shape (per-head query/key norms, sliding windows...) falls back to the next path, down to
+the full forward (None). The verdict is kept on the model as ``_bench_answer_logits``:
+``"layer"``, ``"head"`` or ``False``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.lora import is_peft
+
+Batch = dict[str, Any]
+ATTR = "_bench_answer_logits"
+TOL = 1e-4
+
+
+def decoder_head(model: Any) -> tuple[Any, Any] | None:
+    """``(decoder, lm_head)`` of a Hugging Face causal LM (through a peft wrapper), or None."""
+    base = model.get_base_model() if is_peft(model) else model
+    try:
+        decoder, head = base.get_decoder(), base.get_output_embeddings()
+    except (AttributeError, NotImplementedError, ValueError):
+        return None
+    if decoder is None or head is None or decoder is base:
+        return None
+    return decoder, head
+
+
+def _llama_parts(decoder: Any) -> tuple[Any, Any, Any, Any] | None:
+    """``(embed_tokens, rotary_emb, layers, norm)`` when the decoder looks like Llama's (the
+    layers this module computes by hand), else None. The check against the full forward
+    still decides."""
+    parts = tuple(getattr(decoder, a, None) for a in ("embed_tokens", "rotary_emb", "layers", "norm"))
+    if any(p is None for p in parts) or len(parts[2]) == 0:
+        return None
+    for layer in parts[2]:
+        attn = getattr(layer, "self_attn", None)
+        need = ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling")
+        if attn is None or not all(hasattr(attn, a) for a in need):
+            return None
+        if any(getattr(attn, a, None) is not None for a in ("q_norm", "k_norm", "sliding_window")):
+            return None
+        if not all(hasattr(layer, a) for a in ("input_layernorm", "post_attention_layernorm", "mlp")):
+            return None
+    return parts  # type: ignore[return-value]
+
+
+def _rotate_half(x: Any) -> Any:
+    import torch
+
+    h = x.shape[-1] // 2
+    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+
+def _attend(attn: Any, x: Any, cos: Any, sin: Any, where: tuple[Any, Any], shape: tuple[int, int],
+            queries: Any = None) -> Any:
+    """Self-attention of Llama-style ``attn`` over the real tokens ``x`` ``[N, D]`` (at
+    ``where`` = (rows, positions) of a right-padded ``[B, T]`` batch; rotary ``cos``/``sin``
+    ``[N, head_dim]``), causal; the output ``[N, D]``, or ``[M, D]`` at the rows ``queries``
+    of ``x`` only. Keys and values cover every real token; right padding comes after them, so
+    the causal mask alone keeps it out of every real token's view."""
+    import torch.nn.functional as F
+
+    b, t = shape
+    hd = attn.head_dim
+    n = x.shape[0]
+    k = attn.k_proj(x).view(n, -1, hd)
+    v = attn.v_proj(x).view(n, -1, hd)
+    k = k * cos[:, None] + _rotate_half(k) * sin[:, None]
+    xq, cq, sq, wq = x, cos, sin, where
+    if queries is not None:
+        xq, cq, sq, wq = x[queries], cos[queries], sin[queries], (where[0][queries], where[1][queries])
+    q = attn.q_proj(xq).view(xq.shape[0], -1, hd)
+    q = q * cq[:, None] + _rotate_half(q) * sq[:, None]
+
+    def padded(z: Any, at: tuple[Any, Any]) -> Any:  # [M, H, hd] -> [B, H, T, hd], zeros elsewhere
+        out = z.new_zeros(b, t, z.shape[1], hd)
+        out = out.index_put(at, z)
+        return out.transpose(1, 2)
+
+    qp, kp, vp = padded(q, wq), padded(k, where), padded(v, where)
+    groups = qp.shape[1] // kp.shape[1]
+    if groups > 1:
+        kp, vp = kp.repeat_interleave(groups, dim=1), vp.repeat_interleave(groups, dim=1)
+    drop = float(getattr(attn, "attention_dropout", 0.0) or 0.0) if attn.training else 0.0
+    out = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=attn.scaling, dropout_p=drop)
+    out = out.transpose(1, 2)[wq]  # [M, H, hd]
+    return attn.o_proj(out.reshape(out.shape[0], -1))
+
+
+def _llama_path(model: Any, batch: Batch, mask: Any) -> Any:
+    """Llama-style decoder by hand on the real tokens only ("unpadded"): norms, projections
+    and MLPs never see the padding; the last layer's queries, MLP and the final norm run
+    at the labelled positions only. None when the batch is not right-padded."""
+    import torch
+
+    decoder, head = decoder_head(model)  # type: ignore[misc]
+    parts = _llama_parts(decoder)
+    if parts is None:
+        return None
+    embed, rotary, layers, norm = parts
+    ids, am = batch["input_ids"], batch["attention_mask"].bool()
+    b, t = ids.shape
+    lengths = am.sum(dim=1)
+    if not bool((am == (torch.arange(t, device=ids.device)[None] < lengths[:, None])).all()):
+        return None  # not right-padded: the causal mask alone would not hide the padding
+    where = am.nonzero(as_tuple=True)  # (rows, positions), row-major
+    h = embed(ids[where])  # [N, D]
+    positions = torch.arange(t, device=ids.device)[None]
+    cos, sin = rotary(h[None], positions)
+    cos, sin = cos[0][where[1]], sin[0][where[1]]  # [N, head_dim]
+    # the last layer at the labelled positions only (mask: [B, T-1], inside the real tokens)
+    index = torch.full((b, t), -1, dtype=torch.long, device=ids.device)
+    index[where] = torch.arange(h.shape[0], device=ids.device)
+    queries = index[torch.nn.functional.pad(mask, (0, 1)) & am]
+
+    def block(layer: Any, h: Any, rows: Any = None) -> Any:
+        y = h if rows is None else h[rows]
+        y = y + _attend(layer.self_attn, layer.input_layernorm(h), cos, sin, where, (b, t), rows)
+        return y + layer.mlp(layer.post_attention_layernorm(y))
+
+    run = block
+    base = model.get_base_model() if is_peft(model) else model
+    if model.training and getattr(base, "is_gradient_checkpointing", False):
+        from torch.utils.checkpoint import checkpoint
+
+        def run(layer: Any, h: Any, rows: Any = None) -> Any:
+            return checkpoint(block, layer, h, rows, use_reentrant=False)
+
+    for layer in layers[:-1]:
+        h = run(layer, h)
+    return head(norm(run(layers[-1], h, queries)))
+
+
+def _head_path(model: Any, batch: Batch, mask: Any) -> Any:
+    decoder, head = decoder_head(model)  # type: ignore[misc]
+    out = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    return head(out.last_hidden_state[:, :-1][mask])
+
+
+PATHS = {"llama": _llama_path, "head": _head_path}
+
+
+def answer_logits(model: Any, batch: Batch, mask: Any) -> Any:
+    """The logits ``[N, V]`` of the labelled positions (``mask``: ``[B, T-1]``, position t
+    scoring token t+1), in row-major order, or None: the caller runs the full forward.
+    See the module docstring for the paths and the once-per-model check."""
+    verdict = getattr(model, ATTR, None)
+    if verdict is False or decoder_head(model) is None:
+        return None
+    if verdict is None:
+        verdict = _check(model, batch, mask)
+        object.__setattr__(model, ATTR, verdict)
+        if verdict is False:
+            return None
+    return PATHS[verdict](model, batch, mask)
+
+
+def _check(model: Any, batch: Batch, mask: Any) -> str | bool:
+    import torch
+
+    args = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            full = model(**args).logits[:, :-1][mask].float()
+            for name, path in PATHS.items():
+                try:
+                    mine = path(model, batch, mask)
+                except (AttributeError, KeyError, TypeError, ValueError, RuntimeError):
+                    mine = None
+                if mine is not None and mine.shape == full.shape and \
+                        bool(torch.allclose(full, mine.float(), rtol=TOL, atol=TOL)):
+                    return name
+    finally:
+        model.train(was)
+    return False

@@ -260,40 +260,18 @@ def _build_cached(target: Path, *args: Any) -> Path:
     return cached_dir(target, partial(_finetune_into, args))
 
 
-def _build_beside(target: Path, args: tuple[Any, ...]) -> Any:
-    """Start :mod:`bench.prepare_worker` building ``target`` in its own process; returns
-    ``wait(stop=False)``: waits for it (``stop``: terminates it first) and raises BenchError
-    with the worker's reason if it failed."""
-    import pickle
-    import subprocess
-    import sys
-    import tempfile
-
-    fd, job = tempfile.mkstemp(prefix="bench-prepare-", suffix=".pkl")
-    with open(fd, "wb") as f:
-        pickle.dump((str(target), args), f)
-    proc = subprocess.Popen([sys.executable, "-m", "bench.prepare_worker", job])
-
-    def wait(stop: bool = False) -> None:
-        if stop:
-            proc.terminate()
-        rc = proc.wait()
-        err = Path(job + ".error")
-        reason = err.read_text() if err.exists() else f"exit status {rc}"
-        for p in (Path(job), err):
-            p.unlink(missing_ok=True)
-        if rc != 0 and not stop:
-            raise BenchError(f"prepare: the worker building {target.name} failed: {reason}")
-
-    return wait
-
-
 def parallel_prepare_ok(base_path: Path | str) -> bool:
     """Whether the two prepared models may be fine-tuned side by side, one per CPU core: only
     for a small local model (safetensors under ~80 MB: it trains on one thread, see
     :data:`bench.threads.SMALL_MODEL_PARAMS`) on CPU with at least two cores;
     ``$BENCH_PREPARE_PARALLEL=0`` turns it off. Each model trains on one thread either way,
     so the weights are the same bit for bit as one after the other."""
+    files = list(Path(base_path).glob("*.safetensors")) if Path(base_path).is_dir() else []
+    return bool(files) and sum(f.stat().st_size for f in files) <= 80_000_000 and _two_cpu_cores()
+
+
+def _two_cpu_cores() -> bool:
+    """Two CPU cores to train on, no GPU, and ``$BENCH_PREPARE_PARALLEL`` not off."""
     import os
 
     if os.environ.get("BENCH_PREPARE_PARALLEL", "1").lower() in ("0", "false", "off", "no"):
@@ -304,9 +282,6 @@ def parallel_prepare_ok(base_path: Path | str) -> bool:
         cores = os.cpu_count() or 1
     if cores < 2:
         return False
-    files = list(Path(base_path).glob("*.safetensors")) if Path(base_path).is_dir() else []
-    if not files or sum(f.stat().st_size for f in files) > 80_000_000:
-        return False
     try:
         import torch
 
@@ -315,18 +290,45 @@ def parallel_prepare_ok(base_path: Path | str) -> bool:
         return False
 
 
+def _early_worker(spec: RunSpec, task: Task, data: TaskData) -> Any:
+    """A :class:`bench.prepare_worker.Worker` started now, when the base model is a small
+    alias not yet built: building it takes seconds on one core, and both prepared models
+    will then be new, so the worker's imports overlap the build. None otherwise."""
+    from bench import models
+
+    alias = models.ALIASES.get(spec.model)
+    if alias is None or not alias.small or models.alias_path(spec.model, data, task.family).exists() \
+            or not _two_cpu_cores():
+        return None
+    from bench.prepare_worker import Worker
+
+    return Worker()
+
+
 def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prepared:
     """Build (or reuse) the target and retain-only models of ``task`` from base ``spec.model``,
     and their reference evaluations (ordinary ``method none`` runs, cached). When both models
     must be built from a small model on a multi-core CPU, the retain-only model is
     fine-tuned in a worker process while this one fine-tunes the target
     (:func:`parallel_prepare_ok`)."""
-    from bench import checks, models
-    from bench.provenance import dir_fingerprint, spec_hash
+    from bench import checks
 
     checks.check_backend_available(spec.backend)  # the reference runs need it: fail before training
     checks.check_limit(spec.prepare_limit, "--prepare-limit")
     overrides = prepare_overrides(spec.prepare_options)  # checked before any build
+    worker = _early_worker(spec, task, data)
+    try:
+        return _prepare(spec, task, data, log, overrides, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _prepare(spec: RunSpec, task: Task, data: TaskData, log: Log, overrides: dict[str, Any],
+             worker: Any) -> Prepared:
+    from bench import models
+    from bench.provenance import dir_fingerprint, spec_hash
+
     base_path, alias = models.resolve(spec.model, data, task.family)
     ft = {**finetune_settings(alias), **overrides}
     base_fp = dir_fingerprint(base_path)[:10]
@@ -364,7 +366,11 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
 
     if len(todo) == 2 and parallel_prepare_ok(base_path):
         log(f"prepare: the {todo[1]} model trains in a worker process beside the {todo[0]} model (one core each)")
-        wait = _build_beside(paths[todo[1]], args(todo[1]))
+        if worker is None:
+            from bench.prepare_worker import Worker
+
+            worker = Worker()
+        wait = worker.build(paths[todo[1]], args(todo[1]))
         try:
             _build_cached(paths[todo[0]], *args(todo[0]))
         except BaseException:

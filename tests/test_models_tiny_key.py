@@ -96,3 +96,21 @@ def test_unlimited_data_comes_from_the_loader_once():
     assert models.tiny_key(data) == models.tiny_key(full)
     plain = replace(data, extras={k: v for k, v in data.extras.items() if k != models.UNLIMITED})
     assert models.tiny_key(plain) != models.tiny_key(full)  # other content, other key: never a shared one
+
+
+def test_the_tiny_tokenizer_knows_the_prompt_templates_words():
+    """Trained on the template's words too: "Question:" and "\\nAnswer:" are a few tokens,
+    not a dozen (they are in every training sequence)."""
+    from bench.prompts import PLAIN_TEMPLATE
+    from bench.tiny import build_tokenizer
+
+    _, data = load_task(RunSpec(task="synthetic-forget10", model="tiny"))
+    texts = models._task_texts(data)
+    assert texts.count(PLAIN_TEMPLATE.format(question="")) == len(data.full) + len(data.pretrain) + sum(
+        len(es.items) for es in data.eval_sets)
+    tok = build_tokenizer(texts, vocab_size=dict(models.TINY_SHAPE)["vocab_size"])
+    ids = tok("Question: Who?\nAnswer: Basil", add_special_tokens=False)["input_ids"]
+    assert [tok.decode([i]) for i in ids][:2] == ["Question", ":"]
+    assert len(tok("\nAnswer:", add_special_tokens=False)["input_ids"]) == 3  # "\n", "Answer", ":"
+    without = build_tokenizer([t for t in texts if t != PLAIN_TEMPLATE.format(question="")], vocab_size=1024)
+    assert len(without("\nAnswer:", add_special_tokens=False)["input_ids"]) > 5  # what it was

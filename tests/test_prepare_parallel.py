@@ -3,6 +3,7 @@ model is small and the CPU has two cores: same weights, bit for bit, as one afte
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -59,8 +60,10 @@ def test_parallel_prepare_off_switch_and_large_models(tiny_dir, tmp_path, monkey
 
 
 def test_worker_failure_is_one_line(tmp_path):
-    wait = run_mod._build_beside(tmp_path / "out", (str(tmp_path / "missing-model"), None, None, "m", "retain",
-                                                     [], {"epochs": 1, "lr": 1e-3}, {}))
+    from bench.prepare_worker import Worker
+
+    wait = Worker().build(tmp_path / "out", (str(tmp_path / "missing-model"), None, None, "m", "retain",
+                                             [], {"epochs": 1, "lr": 1e-3}, {}))
     with pytest.raises(BenchError, match=r"prepare: the worker building out failed: BenchError: .*missing-model"):
         wait()
     assert not (tmp_path / "out").exists()
@@ -73,3 +76,51 @@ def test_reference_runs_do_not_depend_on_the_run_seed(monkeypatch):
     for seed in (0, 3):
         run_mod.reference_run(run_mod.RunSpec(task="synthetic-forget01", seed=seed), "m", None, None, print)
     assert [s.seed for s in seen] == [run_mod.PREPARE_SEED] * 2 and seen[0] == seen[1]
+
+
+def test_an_unused_early_worker_is_stopped_and_an_empty_job_line_ends_it():
+    import subprocess
+    import sys
+
+    from bench.prepare_worker import Worker
+
+    w = Worker()
+    w.close()
+    assert w.proc.returncode is not None
+    done = subprocess.run([sys.executable, "-m", "bench.prepare_worker"], input="\n", text=True, timeout=120)
+    assert done.returncode == 0
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs two CPU cores")
+def test_the_worker_starts_before_a_small_alias_is_built(tmp_path, monkeypatch):
+    """A small alias not yet built: the worker process starts before the build (its imports
+    overlap it) and then trains the retain-only model; once built, no early worker."""
+    from bench import models, prepare_worker
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BENCH_PREPARE_PARALLEL", "1")
+    monkeypatch.setattr(run_mod, "finetune_settings",
+                        lambda alias: {"epochs": 1, "lr": 1e-3, "batch_size": 4, "max_steps": 2})
+    monkeypatch.setattr(run_mod, "run", lambda spec, log=print, _data=None: tmp_path)
+    events: list[str] = []
+    real_init, real_build = prepare_worker.Worker.__init__, models.ALIASES["tiny"].build
+
+    def init(self):
+        events.append("worker")
+        real_init(self)
+
+    def build(out, data):
+        events.append("build")
+        real_build(out, data)
+
+    monkeypatch.setattr(prepare_worker.Worker, "__init__", init)
+    monkeypatch.setattr(models, "TINY_PRETRAIN", (("epochs", 1), ("lr", 3e-3), ("batch_size", 16)))
+    monkeypatch.setitem(models.ALIASES, "tiny", dataclasses.replace(models.ALIASES["tiny"], build=build))
+    spec = run_mod.RunSpec(task="synthetic-forget01", model="tiny", limit=2)
+    task, data = run_mod.load_task(spec)
+    lines: list[str] = []
+    p = run_mod.prepare(spec, task, data, log=lines.append)
+    assert events == ["worker", "build"]
+    assert any("worker process" in ln for ln in lines) and p.retain_dir.exists() and p.target_dir.exists()
+    events.clear()
+    assert run_mod._early_worker(spec, task, data) is None  # built: nothing to overlap

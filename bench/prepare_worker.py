@@ -1,7 +1,7 @@
 """Fine-tune one prepared model in a separate process: ``python -m bench.prepare_worker [JOB]``.
 
-``bench.run.prepare`` starts this to train the retain-only model on a second CPU core while
-it trains the target itself (see :func:`bench.run.parallel_prepare_ok`). ``JOB`` is a pickle
+``bench.run.prepare`` starts this to train the target on a second CPU core while it trains
+and evaluates the retain-only model itself (see :func:`bench.run.parallel_prepare_ok`). ``JOB`` is a pickle
 of ``(target_dir, args)`` for :func:`bench.run._build_cached`; the worker writes the model
 atomically to ``target_dir`` and, on failure, the one-line reason to ``JOB + ".error"``
 (exit status 1). Progress goes to the inherited stdout as lines.

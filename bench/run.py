@@ -308,9 +308,10 @@ def _early_worker(spec: RunSpec, task: Task, data: TaskData) -> Any:
 def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prepared:
     """Build (or reuse) the target and retain-only models of ``task`` from base ``spec.model``,
     and their reference evaluations (ordinary ``method none`` runs, cached). When both models
-    must be built from a small model on a multi-core CPU, the retain-only model is
-    fine-tuned in a worker process while this one fine-tunes the target
-    (:func:`parallel_prepare_ok`)."""
+    must be built from a small model on a multi-core CPU, the target is fine-tuned in a
+    worker process (started before the base model is built when that is still to come:
+    its imports overlap the build) while this one fine-tunes and evaluates the retain-only
+    model (:func:`parallel_prepare_ok`)."""
     from bench import checks
 
     checks.check_backend_available(spec.backend)  # the reference runs need it: fail before training
@@ -364,15 +365,21 @@ def _prepare(spec: RunSpec, task: Task, data: TaskData, log: Log, overrides: dic
         return (str(base_path), spec.prompt_style, spec.system_prompt, spec.model, split, jobs[split],
                 split_settings(ft, len(jobs[split])), meta)
 
+    target_dir, retain_dir = (paths[s] for s in jobs)
+    retain_run = None
     if len(todo) == 2 and parallel_prepare_ok(base_path):
-        log(f"prepare: the {todo[1]} model trains in a worker process beside the {todo[0]} model (one core each)")
+        # the worker takes the larger target; here the retain-only model is trained and
+        # evaluated meanwhile (its reference run does not need the target)
+        full, ref = todo
+        log(f"prepare: the {full} model trains in a worker process beside the {ref} model (one core each)")
         if worker is None:
             from bench.prepare_worker import Worker
 
             worker = Worker()
-        wait = worker.build(paths[todo[1]], args(todo[1]))
+        wait = worker.build(paths[full], args(full))
         try:
-            _build_cached(paths[todo[0]], *args(todo[0]))
+            _build_cached(paths[ref], *args(ref))
+            retain_run = reference_run(spec, str(retain_dir), task, data, log)
         except BaseException:
             wait(stop=True)
             raise
@@ -380,8 +387,8 @@ def _prepare(spec: RunSpec, task: Task, data: TaskData, log: Log, overrides: dic
     else:
         for split in todo:
             _build_cached(paths[split], *args(split))
-    target_dir, retain_dir = (paths[s] for s in jobs)
-    retain_run = reference_run(spec, str(retain_dir), task, data, log)
+    if retain_run is None:
+        retain_run = reference_run(spec, str(retain_dir), task, data, log)
     target_run = reference_run(spec, str(target_dir), task, data, log, reference=str(retain_run))
     line = memorisation_line(target_run, retain_run)
     if line:

@@ -1,4 +1,4 @@
-"""``prepare`` trains the retain-only model in a worker process beside the target when the
+"""``prepare`` trains the target in a worker process beside the retain-only model when the
 model is small and the CPU has two cores: same weights, bit for bit, as one after the other."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,22 @@ def test_the_worker_starts_before_a_small_alias_is_built(tmp_path, monkeypatch):
     assert any("worker process" in ln for ln in lines) and p.retain_dir.exists() and p.target_dir.exists()
     events.clear()
     assert run_mod._early_worker(spec, task, data) is None  # built: nothing to overlap
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs two CPU cores")
+def test_the_retain_only_model_is_evaluated_while_the_worker_trains_the_target(quick, tiny_dir, monkeypatch):
+    from bench import prepare_worker
+
+    events: list[str] = []
+    real_build = prepare_worker.Worker.build
+
+    def build(self, target, args):
+        events.append(f"worker builds {args[4]}")
+        wait = real_build(self, target, args)
+        return lambda stop=False: events.append("wait") or wait(stop)
+
+    monkeypatch.setattr(prepare_worker.Worker, "build", build)
+    monkeypatch.setattr(run_mod, "run", lambda spec, log=print, _data=None:
+                        events.append(f"evaluate {Path(spec.model).name.split('-')[0]}") or Path(spec.model))
+    (target_fp, retain_fp), _ = quick(tiny_dir, parallel=True)
+    assert events == ["worker builds full", "evaluate retain99", "wait", "evaluate full"]

@@ -8,6 +8,7 @@ their training pairs, so that training and evaluation see the same prompts.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,10 +78,36 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 
 def tokenize_pair(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
-    """``(prompt_ids, continuation_ids)`` by the convention of :mod:`bench.requests`."""
-    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    full = tokenizer(prompt + continuation, add_special_tokens=False)["input_ids"]
-    if full[: len(p)] == p:
-        return list(p), list(full[len(p):])
-    c = tokenizer(continuation, add_special_tokens=False)["input_ids"]
-    return list(p), list(c)
+    """``(prompt_ids, continuation_ids)`` by the convention of :mod:`bench.requests`: the
+    continuation's ids are the joint tokenization's ids after the prompt's, or its own ids
+    when the prompt's ids are not a prefix of the joint ones."""
+    return tokenize_pairs(tokenizer, [(prompt, continuation)])[0]
+
+
+def tokenize_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """:func:`tokenize_pair` of each ``(prompt, continuation)``, with one batched tokenizer
+    call per kind of text (distinct prompts, joint texts, fallback continuations) instead of
+    two or three calls per pair: the same ids, a tenth of the time on a fast tokenizer."""
+    if not pairs:
+        return []
+
+    def ids(texts: list[str]) -> dict[str, list[int]]:
+        distinct = list(dict.fromkeys(texts))
+        return dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"]))
+
+    prompts = ids([p for p, _ in pairs])
+    joint = ids([p + c for p, c in pairs])
+    out: list[tuple[list[int], list[int]] | None] = []
+    fallback: list[int] = []
+    for i, (p, c) in enumerate(pairs):
+        pi, full = prompts[p], joint[p + c]
+        if full[: len(pi)] == pi:
+            out.append((list(pi), list(full[len(pi):])))
+        else:
+            out.append(None)
+            fallback.append(i)
+    if fallback:
+        conts = ids([pairs[i][1] for i in fallback])
+        for i in fallback:
+            out[i] = (list(prompts[pairs[i][0]]), list(conts[pairs[i][1]]))
+    return out  # type: ignore[return-value]

@@ -4,7 +4,7 @@ Conventions
 -----------
 * Pairs are tokenised exactly as evaluation tokenises them: prompt =
   ``bundle.prompt.prompt(question, tokenizer)``, continuation =
-  ``bundle.prompt.continuation(answer)``, ids by :func:`bench.model_bundle.tokenize_pair`.
+  ``bundle.prompt.continuation(answer)``, ids by :func:`bench.model_bundle.tokenize_pairs`.
   Only continuation ("answer") tokens carry labels; prompt and padding are ``-100``.
   Sequences longer than ``max_length`` keep their first ``max_length`` tokens.
 * Batches are right-padded (pad id: the tokenizer's pad, else EOS, else 0); the attention
@@ -77,7 +77,7 @@ from bench.answer_logits import answer_logits
 from bench.errors import BenchError
 from bench.items import Item, Split, split_format
 from bench.lora import is_peft as _is_peft
-from bench.model_bundle import ModelBundle, tokenize_pair
+from bench.model_bundle import ModelBundle, tokenize_pairs
 from bench.prompts import default_bos
 from bench.threads import SMALL_MODEL_PARAMS, model_threads  # noqa: F401  (SMALL_MODEL_PARAMS re-exported)
 
@@ -190,7 +190,7 @@ def encode_pairs(bundle: ModelBundle, items: Sequence[Item], max_length: int) ->
     if fmt == "document":
         return encode_documents(bundle, items, max_length)
     bos = default_bos(bundle.tokenizer) if fmt == "raw" else ""
-    out = []
+    texts = []
     for it in items:
         if fmt == "raw":
             prompt, cont = bos + it.question, it.answer
@@ -202,7 +202,9 @@ def encode_pairs(bundle: ModelBundle, items: Sequence[Item], max_length: int) ->
         else:
             prompt = bundle.prompt.prompt(it.question, bundle.tokenizer)
             cont = bundle.prompt.continuation(it.answer)
-        p_ids, c_ids = tokenize_pair(bundle.tokenizer, prompt, cont)
+        texts.append((prompt, cont))
+    out = []
+    for it, (p_ids, c_ids) in zip(items, tokenize_pairs(bundle.tokenizer, texts)):
         ids = (p_ids + c_ids)[:max_length]
         labels = ([IGNORE] * len(p_ids) + c_ids)[:max_length]
         if all(lab == IGNORE for lab in labels):

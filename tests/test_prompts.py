@@ -193,3 +193,28 @@ def test_saved_prompt_config_and_system_prompt_override(tmp_path, chatml_tok, ti
     f.write_text("{not json")
     with pytest.raises(BenchError, match="not a prompt config"):
         resolve_prompt(chatml_tok, f)
+
+
+def test_tokenize_pairs_is_tokenize_pair_of_each_pair_in_one_call_per_kind(tiny_bundle):
+    """Batched: the same ids as one pair at a time, including the fallback (a prompt whose
+    ids are not a prefix of the joint text's: "Quest" + "ion" merges across the boundary),
+    duplicates and an empty continuation; three tokenizer calls for the whole list."""
+    from bench.model_bundle import tokenize_pairs
+
+    tok = tiny_bundle.tokenizer
+    pairs = [("Question: Who wrote the book?\nAnswer:", " Basil."), ("Quest", "ion: x"),
+             ("Question: Who wrote the book?\nAnswer:", " Basil."), ("Hello", ""), ("", " x")]
+    one = [tokenize_pair(tok, p, c) for p, c in pairs]
+    p_ids = tok(pairs[1][0], add_special_tokens=False)["input_ids"]
+    joint = tok(pairs[1][0] + pairs[1][1], add_special_tokens=False)["input_ids"]
+    assert joint[: len(p_ids)] != p_ids  # the fallback case is exercised
+    calls = []
+
+    class Counting:
+        def __call__(self, texts, **kw):
+            calls.append(len(texts))
+            return tok(texts, **kw)
+
+    assert tokenize_pairs(Counting(), pairs) == one
+    assert calls == [4, 4, 1]  # distinct prompts, distinct joint texts, fallback continuations
+    assert tokenize_pairs(tok, []) == []

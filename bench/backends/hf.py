@@ -35,7 +35,7 @@ import contextlib
 import gc
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.backends import kv
@@ -46,7 +46,7 @@ from bench.backends.hf_generate import GenItem, eos_ids, generate_fast, generate
 from bench.backends.hf_loglik import ScoreItem, score_fast, score_naive
 from bench.backends.rolling import prefix_token, windows
 from bench.errors import BenchError
-from bench.model_bundle import ModelBundle, tokenize_pair
+from bench.model_bundle import ModelBundle, tokenize_pairs
 from bench.progress import Progress
 from bench.registry import BACKENDS
 from bench.requests import (
@@ -59,7 +59,7 @@ from bench.requests import (
     TokenStats,
     TokenStatsResponse,
 )
-from bench.threads import model_threads
+from bench.threads import is_small_cpu_model, model_threads
 
 MODES = ("fast", "naive")
 DTYPES = ("float32", "bfloat16")
@@ -152,7 +152,10 @@ class HFBackend(Backend):
         if self.bundle is None:
             return
         dev = self.device
+        small = is_small_cpu_model(self.bundle.module)
         self.bundle = None
+        if small:  # a few MB: a full collection (~0.4 s with torch and transformers loaded) frees nothing that matters
+            return
         gc.collect()
         if dev.type == "cuda":
             import torch
@@ -198,12 +201,12 @@ class HFBackend(Backend):
         parts: list[list[int]] = []  # request -> indices of its window requests
         flat: list[LogLikelihood | TokenStats] = []
         split = False
-        for r in reqs:
-            p, c = tokenize_pair(tok, r.prompt, r.continuation)
+        ids = tokenize_pairs(tok, [(r.prompt, r.continuation) for r in reqs])
+        for r, (p, c) in zip(reqs, ids):
             wins = windows(p, c, self.max_length, self._prefix) if c else [(tuple(p), ())]
             if len(wins) == 1 and wins[0][0] == tuple(p):
                 parts.append([len(flat)])
-                flat.append(r)
+                flat.append(_TokenRequest(tuple(p), tuple(c), isinstance(r, TokenStats), r))
                 continue
             split = True
             idx = []
@@ -216,30 +219,23 @@ class HFBackend(Backend):
             return scored
         out: list[Response] = []
         for r, idx in zip(reqs, parts):
-            if len(idx) == 1 and flat[idx[0]] is r:
+            if len(idx) == 1 and flat[idx[0]].request is r:
                 out.append(scored[idx[0]])
             else:
                 out.append(_concat(r, [scored[i] for i in idx]))
         return out
 
-    def _score_pairs(self, reqs: Sequence[Any]) -> list[Response]:
-        model, tok = self._model(), self.bundle.tokenizer  # type: ignore[union-attr]
-        pairs: dict[Any, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-        for r in reqs:
-            if isinstance(r, _TokenRequest):
-                pairs[(r.prompt, r.continuation)] = (r.prompt, r.continuation)
-            elif (r.prompt, r.continuation) not in pairs:
-                p, c = tokenize_pair(tok, r.prompt, r.continuation)
-                pairs[(r.prompt, r.continuation)] = (tuple(p), tuple(c))
+    def _score_pairs(self, reqs: Sequence[_TokenRequest]) -> list[Response]:
+        model = self._model()
         if self.mode == "naive":
-            items = [ScoreItem(*pairs[(r.prompt, r.continuation)], _wants_stats(r)) for r in reqs]
+            items = [ScoreItem(r.prompt, r.continuation, r.stats) for r in reqs]
             scores = score_naive(model, items, self.batch_size, self.pad_id)
             return [_score_response(r, s) for r, s in zip(reqs, scores, strict=True)]
         # fast: one item per distinct token pair; stats if any request of it wants them
         want: dict[tuple[tuple[int, ...], tuple[int, ...]], bool] = {}
         for r in reqs:
-            key = pairs[(r.prompt, r.continuation)]
-            want[key] = want.get(key, False) or _wants_stats(r)
+            key = (r.prompt, r.continuation)
+            want[key] = want.get(key, False) or r.stats
         keys = list(want)
         with Progress("evaluate: likelihoods", len(keys), "requests") as bar:
             toks = [0]
@@ -251,7 +247,7 @@ class HFBackend(Backend):
             scores = score_fast(model, [ScoreItem(p, c, want[(p, c)]) for p, c in keys],
                                 self.token_budget, self.pad_id, on_batch=on_batch)
         by_key = dict(zip(keys, scores, strict=True))
-        return [_score_response(r, by_key[pairs[(r.prompt, r.continuation)]]) for r in reqs]
+        return [_score_response(r, by_key[(r.prompt, r.continuation)]) for r in reqs]
 
     def gen_slots(self, items: Sequence[GenItem]) -> int:
         """Rows generated at once: ``slots``, capped so that their KV cache at the longest
@@ -261,10 +257,8 @@ class HFBackend(Backend):
 
     def _generate(self, reqs: Sequence[Generate]) -> list[Response]:
         model, tok = self._model(), self.bundle.tokenizer  # type: ignore[union-attr]
-        items = []
-        for r in reqs:
-            ids = tok(r.prompt, add_special_tokens=False)["input_ids"]
-            items.append(GenItem(tuple(ids), int(r.max_new_tokens), tuple(r.stop)))
+        prompts = tok([r.prompt for r in reqs], add_special_tokens=False)["input_ids"] if reqs else []
+        items = [GenItem(tuple(ids), int(r.max_new_tokens), tuple(r.stop)) for r, ids in zip(reqs, prompts)]
         if self.mode == "naive":
             res = generate_naive(model, tok, items, self.batch_size, self.pad_id)
         else:
@@ -290,15 +284,13 @@ def _kv_slots(slots: int, kv_cache_gib: float, per_token: int, max_len: int) -> 
 
 @dataclass(frozen=True)
 class _TokenRequest:
-    """One rolling window of a split request, already in token ids."""
+    """A request in token ids: a whole request (``request``) or one rolling window of a
+    split one (``request`` None)."""
 
     prompt: tuple[int, ...]
     continuation: tuple[int, ...]
     stats: bool
-
-
-def _wants_stats(r: Any) -> bool:
-    return r.stats if isinstance(r, _TokenRequest) else isinstance(r, TokenStats)
+    request: Any = field(default=None, compare=False)
 
 
 def _concat(req: Request, parts: Sequence[Response]) -> Response:
@@ -313,7 +305,7 @@ def _concat(req: Request, parts: Sequence[Response]) -> Response:
 
 def _score_response(req: Any, s: Any) -> Response:
     lp, greedy = tuple(float(x) for x in s.logprobs), tuple(bool(x) for x in s.greedy)
-    if _wants_stats(req):
+    if req.stats:
         mu = tuple(float(x) for x in s.mu)
         return TokenStatsResponse(lp, greedy, mu, tuple(float(x) for x in s.var), tuple(-m for m in mu))
     return LogLikelihoodResponse(lp, greedy)

@@ -12,13 +12,16 @@ prepared is reused; unlearning and evaluation are done again). Each run's phases
 
 * ``start-up`` — process start to its first output line (imports, task generation);
 * ``tiny build + pretrain`` — the ``tiny: built`` line to the first ``prepare:`` line;
-* ``prepare (both models)`` — wall time from the first ``prepare:`` line to the first line
-  after both models are saved (the first ``evaluate:``/``run:`` line); the two models may
-  train side by side (one per core, see ``bench.run.parallel_prepare_ok``);
-* ``prepare target`` / ``prepare retain-only`` — each model's own fine-tuning + saving, from
-  its ``bench_prepared.json`` (``seconds``): detail, not part of the sum;
-* ``evaluate retain-only`` / ``evaluate target`` — the reference runs' ``timings.total_s``
-  (model loading + evaluation), from their ``results.json``;
+* ``prepare (both models)`` — wall time from the first ``prepare:`` line to the start of the
+  target's reference evaluation (the last ``evaluate:`` line before prepare's ``forget
+  ROUGE-L`` line): both models' fine-tuning and the retain-only model's evaluation. Side by
+  side (one core each, see ``bench.run.parallel_prepare_ok``) the target trains in a worker
+  while this process trains and then evaluates the retain-only model;
+* ``prepare target`` / ``prepare retain-only`` / ``evaluate retain-only`` — each model's own
+  fine-tuning + saving, from its ``bench_prepared.json`` (``seconds``), and the retain-only
+  reference run's ``timings.total_s``: detail, inside the span above, not part of the sum;
+* ``evaluate target`` — the target's reference run's ``timings.total_s`` (model loading +
+  evaluation), from its ``results.json``;
 * ``unlearn`` / ``evaluate`` — the run's ``timings.unlearn_s`` / ``evaluate_s``;
 * ``other`` — the rest of the total (aggregates, report and plot, writing files);
 * ``total`` — wall time of the whole process (``time.perf_counter`` around it).
@@ -39,9 +42,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-PHASES = ("start-up", "tiny build + pretrain", "prepare (both models)", "evaluate retain-only",
-          "evaluate target", "unlearn", "evaluate", "other", "total")
-DETAIL = ("prepare target", "prepare retain-only")  # shown, not summed: they may run side by side
+PHASES = ("start-up", "tiny build + pretrain", "prepare (both models)", "evaluate target", "unlearn",
+          "evaluate", "other", "total")
+DETAIL = ("prepare target", "prepare retain-only", "evaluate retain-only")  # inside "prepare (both models)"
 
 
 def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, list[tuple[float, str]], int]:
@@ -85,8 +88,9 @@ def phases(total: float, lines: list[tuple[float, str]], out: Path, started: flo
         meta = d / "bench_prepared.json" if d else None
         if meta and meta.exists() and meta.stat().st_mtime >= started:
             ph[f"prepare {label}"] = float(json.loads(meta.read_text())["seconds"])
-    after = next((t for t, ln in lines if prep is not None and t > prep
-                  and ln.startswith(("evaluate:", "run:"))), None)
+    memorised = _first(lines, "prepare: forget ROUGE-L")
+    after = max((t for t, ln in lines if prep is not None and memorised is not None and prep < t < memorised
+                 and ln.startswith("evaluate:") and "requests over" in ln), default=None)
     if prep is not None and after is not None and (ph["prepare target"] or ph["prepare retain-only"]):
         ph["prepare (both models)"] = after - prep
     ph["other"] = max(0.0, total - sum(v for k, v in ph.items() if k not in ("other", "total") + DETAIL))
@@ -156,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{' '.join(['bench run --task', args.task, '--method', args.method, '--model', args.model])}"
           f"  ({cpu_line()})")
     print(f"{'phase':<24}{'cold s':>9}{'warm s':>9}")
-    for p in PHASES[:3] + DETAIL + PHASES[3:]:
-        print(f"{p:<24}{figures['cold'][p]:>9.1f}{figures['warm'][p]:>9.1f}")
+    for p in PHASES[:3] + DETAIL + PHASES[3:]:  # the detail rows are inside "prepare (both models)"
+        label = f"  {p}" if p in DETAIL else p
+        print(f"{label:<24}{figures['cold'][p]:>9.1f}{figures['warm'][p]:>9.1f}")
     r = aggregates.get("forget_rouge_l", {})
     if r:
         print(f"forget ROUGE-L: target {r['target']:.3f}, retain-only {r['retain_only']:.3f}, "

@@ -1,0 +1,55 @@
+"""benchmarks/first_run.py cuts a captured run into phases that add up to its total."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "first_run.py"
+
+
+@pytest.fixture(scope="module")
+def first_run():
+    spec = importlib.util.spec_from_file_location("first_run", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _write(d: Path, data: dict) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "results.json").write_text(json.dumps(data))
+    return d
+
+
+def test_cold_run_phases(first_run, tmp_path):
+    started = time.time() - 1
+    target_dir, retain_dir = tmp_path / "prep" / "full", tmp_path / "prep" / "retain"
+    for d, s in ((target_dir, 30.0), (retain_dir, 25.0)):
+        d.mkdir(parents=True)
+        (d / "bench_prepared.json").write_text(json.dumps({"seconds": s}))
+    retain_run = _write(tmp_path / "runs" / "r", {"timings": {"total_s": 1.5}, "config": {"target": str(retain_dir)}})
+    target_run = _write(tmp_path / "runs" / "t", {"timings": {"total_s": 1.25}, "config": {"target": str(target_dir)}})
+    out = tmp_path / "out"
+    _write(out / "run", {"timings": {"unlearn_s": 4.0, "evaluate_s": 1.5}, "config": {"target": str(target_dir)},
+                         "references": {"target": str(target_run), "retain": str(retain_run)}})
+    lines = [(6.0, "tiny: built a 0.66M-parameter model"),
+             (10.0, "prepare: fine-tuning the full model from tiny on 864 items"),
+             (10.0, "prepare: the full model trains in a worker process beside the retain90 model"),
+             (36.0, "evaluate: 2016 requests over 4 sets (224 generate, 1792 loglikelihood)"),
+             (37.5, "run: wrote .../retain/results.json"),
+             (42.0, "evaluate: 2016 requests over 4 sets (224 generate, 1792 loglikelihood)"),
+             (43.2, "evaluate: answered in 1.2 s"),
+             (43.25, "prepare: forget ROUGE-L 0.902 for the target vs 0.763 for the retain-only model"),
+             (43.3, "run: unlearning with npo-gd")]
+    ph = first_run.phases(52.0, lines, out, started)
+    assert ph["start-up"] == 6.0 and ph["tiny build + pretrain"] == 4.0
+    assert ph["prepare (both models)"] == 32.0  # to the target's evaluation, the retain-only one inside
+    assert (ph["prepare target"], ph["prepare retain-only"], ph["evaluate retain-only"]) == (30.0, 25.0, 1.5)
+    assert (ph["evaluate target"], ph["unlearn"], ph["evaluate"]) == (1.25, 4.0, 1.5)
+    summed = sum(ph[p] for p in first_run.PHASES if p != "total")
+    assert summed == pytest.approx(52.0) and ph["other"] == pytest.approx(52.0 - 6 - 4 - 32 - 1.25 - 4 - 1.5)

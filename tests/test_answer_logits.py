@@ -25,6 +25,15 @@ def _batch(bundle):
     return collate(encode_pairs(bundle, ITEMS, 512), pad_id(bundle.tokenizer))
 
 
+def _left_padded(batch):
+    """The same rows with their padding moved to the left."""
+    flip = {k: v.clone() for k, v in batch.items()}
+    for i, n in enumerate(batch["attention_mask"].sum(dim=1).tolist()):
+        for k in flip:
+            flip[k][i] = torch.roll(batch[k][i], shifts=batch[k].shape[1] - n)
+    return flip
+
+
 def _full_nll(model, batch):
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     return torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), batch["labels"][:, 1:],
@@ -87,10 +96,7 @@ def test_single_layer_model(tiny_bundle, liven):
 
 def test_left_padded_batch_takes_the_head_path(tiny_bundle, liven):
     batch = _batch(tiny_bundle)
-    flip = {k: v.clone() for k, v in batch.items()}
-    for i, n in enumerate(batch["attention_mask"].sum(dim=1).tolist()):  # move the padding to the left
-        for k in flip:
-            flip[k][i] = torch.roll(batch[k][i], shifts=batch[k].shape[1] - n)
+    flip = _left_padded(batch)
     a, b = _model(tiny_bundle, liven), _model(tiny_bundle, liven)
     mask = flip["labels"][:, 1:] != IGNORE
     from bench.answer_logits import _llama_path
@@ -99,6 +105,16 @@ def test_left_padded_batch_takes_the_head_path(tiny_bundle, liven):
         assert _llama_path(a, flip, mask) is None
     _same_values_and_grads(a, b, flip)
     assert getattr(a, ATTR) == "head"
+
+
+def test_a_left_padded_batch_after_the_llama_verdict_goes_the_head_path(tiny_bundle, liven):
+    batch = _batch(tiny_bundle)
+    flip = _left_padded(batch)
+    a, b = _model(tiny_bundle, liven), _model(tiny_bundle, liven)
+    with torch.no_grad():
+        token_nll(a, batch)
+    assert getattr(a, ATTR) == "llama"
+    _same_values_and_grads(a, b, flip)
 
 
 def test_lora_adapters_get_the_full_forwards_gradients(tiny_bundle, liven):

@@ -145,6 +145,22 @@ def test_gradient_checkpointing_recomputes_through_torch_checkpoint(tiny_bundle,
     assert getattr(a, ATTR) == "llama" and len(calls) >= 2  # every layer of the training call
 
 
+def test_qwen2_with_projection_biases_takes_the_llama_path(tiny_bundle, liven):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    tok = tiny_bundle.tokenizer
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                      pad_token_id=tok.pad_token_id)
+    a = liven(Qwen2ForCausalLM(cfg), 3).train()
+    with torch.no_grad():
+        a.model.layers[0].self_attn.q_proj.bias.normal_(0, 0.5)
+    b = copy.deepcopy(a)
+    _same_values_and_grads(a, b, _batch(tiny_bundle))
+    assert getattr(a, ATTR) == "llama"
+
+
 def test_a_layer_of_another_shape_falls_back_to_the_head_path(tiny_bundle, liven):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 

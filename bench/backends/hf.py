@@ -199,7 +199,7 @@ class HFBackend(Backend):
         windows (:mod:`rolling`) whose scores are concatenated."""
         tok = self.bundle.tokenizer  # type: ignore[union-attr]
         parts: list[list[int]] = []  # request -> indices of its window requests
-        flat: list[LogLikelihood | TokenStats] = []
+        flat: list[_TokenRequest] = []
         split = False
         ids = tokenize_pairs(tok, [(r.prompt, r.continuation) for r in reqs])
         for r, (p, c) in zip(reqs, ids):

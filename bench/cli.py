@@ -372,15 +372,19 @@ def _list(what: str) -> None:
 
 
 def entry() -> None:
-    """The ``bench`` console script: :func:`main`, then the process ends without tearing the
-    interpreter down module by module (about 1.5 s once torch and transformers are loaded):
-    output is flushed and the atexit handlers run first, and it is done only when no
-    non-daemon thread is left (otherwise the ordinary exit)."""
+    """The ``bench`` console script: :func:`main`, then :func:`exit_fast`."""
+    exit_fast(main())
+
+
+def exit_fast(code: int | None) -> None:
+    """End the process with status ``code`` without tearing the interpreter down module by
+    module (about 1.5 s once torch and transformers are loaded): output is flushed and the
+    atexit handlers run first. While a non-daemon thread is alive it is the ordinary exit
+    (``sys.exit``), which waits for it."""
     import atexit
     import os
     import threading
 
-    code = main()
     if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
         sys.exit(code)
     sys.stdout.flush()

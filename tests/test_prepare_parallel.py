@@ -144,3 +144,18 @@ def test_the_retain_only_model_is_evaluated_while_the_worker_trains_the_target(q
                         events.append(f"evaluate {Path(spec.model).name.split('-')[0]}") or Path(spec.model))
     (target_fp, retain_fp), _ = quick(tiny_dir, parallel=True)
     assert events == ["worker builds full", "evaluate retain99", "wait", "evaluate full"]
+
+
+def test_the_warm_up_imports_the_model_classes_not_only_the_lazy_package():
+    """``import transformers`` defers the model classes (about 5 s of imports): the warm-up
+    must have done them, or they land on the job's first step."""
+    import subprocess
+    import sys
+
+    heavy = ["transformers.models.auto.modeling_auto", "transformers.generation.utils",
+             "transformers.modeling_utils", "bench.training"]
+    code = ("import sys, transformers; from bench.prepare_worker import warm_up; "
+            f"before = [m in sys.modules for m in {heavy!r}]; warm_up(); "
+            f"print(before, [m in sys.modules for m in {heavy!r}])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert out.strip() == f"{[False] * len(heavy)} {[True] * len(heavy)}"

@@ -20,7 +20,8 @@ Each gives the model's own values (to float rounding). Each model object is chec
 on its first batch, in eval mode, without gradients or autocast (no dropout, no RNG
 drawn): the llama path against the model's full forward to 1e-4, else the head path. A
 model whose forward does more than ``lm_head(decoder(...))`` (logit scaling,
-soft-capping) or whose layers differ (per-head query/key norms, sliding windows) falls back
+soft-capping) or whose layers differ (per-head query/key norms, a sliding attention window in
+its config, even one longer than the checked batch) falls back
 to the next path, down to the full forward. The verdict is kept on the model as
 ``_bench_answer_logits`` (``"llama"``, ``"head"`` or ``False``); a batch the llama path
 cannot take (left padding) goes the head path. Gradient checkpointing, when the model has
@@ -57,6 +58,9 @@ def _llama_parts(decoder: Any) -> tuple[Any, Any, Any, Any] | None:
     parts = tuple(getattr(decoder, a, None) for a in ("embed_tokens", "rotary_emb", "layers", "norm"))
     if any(p is None for p in parts) or len(parts[2]) == 0:
         return None
+    cfg = getattr(decoder, "config", None)
+    if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True) is not False:
+        return None  # windowed attention (Mistral): a first batch shorter than the window would pass the check
     for layer in parts[2]:
         attn = getattr(layer, "self_attn", None)
         need = ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling")

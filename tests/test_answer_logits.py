@@ -161,6 +161,26 @@ def test_qwen2_with_projection_biases_takes_the_llama_path(tiny_bundle, liven):
     assert getattr(a, ATTR) == "llama"
 
 
+def test_a_sliding_window_longer_than_the_batch_still_takes_the_head_path(tiny_bundle, liven):
+    """Mistral's window: the first batch fits inside it (so the values would agree), but a
+    later, longer batch would not: the config alone decides."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    tok = tiny_bundle.tokenizer
+    cfg = MistralConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, sliding_window=1000,
+                        tie_word_embeddings=True, pad_token_id=tok.pad_token_id)
+    a = liven(MistralForCausalLM(cfg), 4).train()
+    b = copy.deepcopy(a)
+    _same_values_and_grads(a, b, _batch(tiny_bundle))
+    assert getattr(a, ATTR) == "head"
+    cfg.sliding_window = None  # without a window it is Llama's shape
+    c = liven(MistralForCausalLM(cfg), 4).train()
+    _same_values_and_grads(c, copy.deepcopy(c), _batch(tiny_bundle))
+    assert getattr(c, ATTR) == "llama"
+
+
 def test_a_layer_of_another_shape_falls_back_to_the_head_path(tiny_bundle, liven):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 

@@ -1,15 +1,15 @@
-"""Fine-tune one prepared model in a separate process: ``python -m bench.prepare_worker [JOB]``.
+"""Fine-tune one prepared model in a separate process: ``python -m bench.prepare_worker``.
 
 ``bench.run.prepare`` starts this to train the target on a second CPU core while it trains
-and evaluates the retain-only model itself (see :func:`bench.run.parallel_prepare_ok`). ``JOB`` is a pickle
-of ``(target_dir, args)`` for :func:`bench.run._build_cached`; the worker writes the model
-atomically to ``target_dir`` and, on failure, the one-line reason to ``JOB + ".error"``
-(exit status 1). Progress goes to the inherited stdout as lines.
+and evaluates the retain-only model itself (see :func:`bench.run.parallel_prepare_ok`).
+The worker first imports what training needs (torch, transformers' auto model classes —
+``import transformers`` alone defers them — and the suite: 5 to 9 s on a small CPU), then
+reads one line from stdin: the path of a job, a pickle of ``(target_dir, args)`` for
+:func:`bench.run._build_cached`. It writes the model atomically to ``target_dir`` and, on
+failure, the one-line reason to ``JOB + ".error"`` (exit status 1). An empty line or the
+end of stdin (the parent closed it, or died) ends it with status 0. Progress goes to the
+inherited stdout as lines.
 
-Without ``JOB`` the worker first imports what training needs (torch, transformers' auto
-model classes — ``import transformers`` alone defers them — and the suite: 5 to 9 s on a
-small CPU), then reads the job's path as one line from stdin; an
-empty line or the end of stdin (the parent closed it, or died) ends it with status 0.
 :class:`Worker` is the parent's side: ``prepare`` starts one before it builds the base
 model, so that the imports overlap that build instead of delaying the second model.
 """
@@ -50,9 +50,7 @@ def warm_up() -> None:
     import bench.training  # noqa: F401
 
 
-def main(argv: list[str]) -> int:
-    if argv:
-        return _run_job(Path(argv[0]))
+def main() -> int:
     warm_up()
     line = sys.stdin.readline().strip()
     return _run_job(Path(line)) if line else 0
@@ -111,4 +109,4 @@ class Worker:
 if __name__ == "__main__":
     from bench.cli import exit_fast
 
-    exit_fast(main(sys.argv[1:]))  # the parent waits for this exit: no 1.5 s interpreter teardown
+    exit_fast(main())  # the parent waits for this exit: no 1.5 s interpreter teardown

@@ -79,7 +79,7 @@ from bench.items import Item, Split, split_format
 from bench.lora import is_peft as _is_peft
 from bench.model_bundle import ModelBundle, tokenize_pairs
 from bench.prompts import default_bos
-from bench.threads import SMALL_MODEL_PARAMS, model_threads  # noqa: F401  (SMALL_MODEL_PARAMS re-exported)
+from bench.threads import model_threads
 
 IGNORE = -100
 

@@ -219,15 +219,13 @@ def test_continual_run_resumes_after_a_kill_between_steps(shared_data, tmp_path,
 @pytest.mark.shared_data
 @pytest.mark.parametrize("step_reference", ["previous", "initial"])
 def test_step_reference_initial_gives_later_steps_the_initial_model_as_reference(shared_data, tmp_path,
-                                                                               tiny_bundle, step_reference):
+                                                                               tiny_dir, step_reference):
     """``--step-reference initial``: from step 2 on, every train() call inside the method
     takes its reference from the model before step 1 (bench.training.reference_model);
     ``previous`` (and step 1 either way): the incoming model, i.e. no override."""
-    from bench.models import save_bundle
     from bench.run import RunSpec, run
 
-    model = tmp_path / "tiny-model"
-    save_bundle(tiny_bundle, model)
+    model = tiny_dir
     seen = tmp_path / "seen.jsonl"
     adapter = tmp_path / "refs.py"
     adapter.write_text(

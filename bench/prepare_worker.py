@@ -1,14 +1,21 @@
-"""Fine-tune one prepared model in a separate process: ``python -m bench.prepare_worker``.
+"""Fine-tune (and evaluate) a prepared model in a separate process: ``python -m bench.prepare_worker``.
 
 ``bench.run.prepare`` starts this to train the target on a second CPU core while it trains
-and evaluates the retain-only model itself (see :func:`bench.run.parallel_prepare_ok`).
+and evaluates the retain-only model itself (see :func:`bench.run.parallel_prepare_ok`);
+``bench.run.run`` may then leave the target's reference evaluation to it while it unlearns.
 The worker first imports what training needs (torch, transformers' auto model classes —
 ``import transformers`` alone defers them — and the suite: 5 to 9 s on a small CPU), then
-reads one line from stdin: the path of a job, a pickle of ``(target_dir, args)`` for
-:func:`bench.run._build_cached`. It writes the model atomically to ``target_dir`` and, on
-failure, the one-line reason to ``JOB + ".error"`` (exit status 1). An empty line or the
-end of stdin (the parent closed it, or died) ends it with status 0. Progress goes to the
-inherited stdout as lines.
+reads jobs from stdin, one line each: the path of a pickle ``(kind, args)``, done in turn:
+
+* ``"build"``, ``(target_dir, build_args)``: :func:`bench.run._build_cached` writes the
+  model atomically to ``target_dir``;
+* ``"reference"``, ``(spec, task, data, model, reference)``: :func:`bench.run.reference_run`
+  evaluates ``model`` (an ordinary cached ``method none`` run).
+
+After each job it writes one line to the status pipe (the file descriptor in
+``$BENCH_WORKER_FD``): ``ok`` and the job's result (the run directory of a reference run),
+or ``error`` and the one-line reason. An empty line or the end of stdin (the parent closed
+it, or died) ends it with status 0. Progress goes to the inherited stdout as lines.
 
 :class:`Worker` is the parent's side: ``prepare`` starts one before it builds the base
 model, so that the imports overlap that build instead of delaying the second model.
@@ -19,23 +26,25 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+FD_ENV = "BENCH_WORKER_FD"
 
 
-def _run_job(job: Path) -> int:
-    if os.environ.get("BENCH_PROGRESS", "").lower() not in ("0", "off", "none", "false"):
-        os.environ["BENCH_PROGRESS"] = "lines"  # two bars on one terminal would garble each other
-    target, args = pickle.loads(job.read_bytes())
-    try:
-        from bench.run import _build_cached
+def _run_job(job: Path) -> str:
+    """Do the job pickled at ``job``; its result as a string."""
+    kind, args = pickle.loads(job.read_bytes())
+    from bench import run
 
-        _build_cached(Path(target), *args)
-    except BaseException as e:  # noqa: BLE001 - the parent re-raises it as one line
-        Path(str(job) + ".error").write_text(f"{type(e).__name__}: {e}")
-        return 1
-    return 0
+    if kind == "build":
+        target, build_args = args
+        run._build_cached(Path(target), *build_args)
+        return ""
+    if kind == "reference":
+        spec, task, data, model, reference = args
+        return str(run.reference_run(spec, model, task, data, print, reference=reference))
+    raise ValueError(f"unknown job kind {kind!r}")
 
 
 def warm_up() -> None:
@@ -50,60 +59,95 @@ def warm_up() -> None:
     import bench.training  # noqa: F401
 
 
+def serve(jobs: TextIO, status: TextIO) -> int:
+    """Do the jobs named on ``jobs`` in turn, a status line each on ``status``; 0 at the end."""
+    if os.environ.get("BENCH_PROGRESS", "").lower() not in ("0", "off", "none", "false"):
+        os.environ["BENCH_PROGRESS"] = "lines"  # two bars on one terminal would garble each other
+    for line in jobs:
+        job = line.strip()
+        if not job:
+            break
+        try:
+            result = "ok " + _run_job(Path(job))
+        except BaseException as e:  # noqa: BLE001 - the parent re-raises it as one line
+            result = "error " + f"{type(e).__name__}: {e}".replace("\n", " ")
+        status.write(result.rstrip() + "\n")
+        status.flush()
+        if result.startswith("error"):
+            return 1
+    return 0
+
+
 def main() -> int:
     warm_up()
-    line = sys.stdin.readline().strip()
-    return _run_job(Path(line)) if line else 0
+    fd = os.environ.get(FD_ENV)
+    status = os.fdopen(int(fd), "w") if fd else sys.stderr
+    return serve(sys.stdin, status)
 
 
 class Worker:
-    """A worker process started ahead of its job (see the module docstring). Either
-    :meth:`build` gives it the job, or :meth:`close` lets it go."""
+    """A worker process started ahead of its jobs (see the module docstring): :meth:`submit`
+    gives it one, :meth:`result` waits for the next one's outcome, :meth:`close` lets it go."""
 
     def __init__(self) -> None:
         import subprocess
 
+        r, w = os.pipe()
+        env = {**os.environ, FD_ENV: str(w)}
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.prepare_worker"],
-                                     stdin=subprocess.PIPE, text=True)
+                                     stdin=subprocess.PIPE, text=True, pass_fds=(w,), env=env)
+        os.close(w)
+        self.status = os.fdopen(r)
         self.used = False
+        self.pending: list[tuple[str, Path]] = []  # (what, job file) submitted, result not yet read
 
-    def build(self, target: Path, args: tuple[Any, ...]) -> Callable[..., None]:
-        """Have the worker build ``target`` (:func:`bench.run._build_cached` with ``args``);
-        returns ``wait(stop=False)``: waits for it (``stop``: terminates it first) and raises
-        BenchError with the worker's reason if it failed."""
+    def submit(self, what: str, kind: str, args: tuple[Any, ...]) -> None:
+        """Queue a job (``kind``, ``args``: see the module docstring); ``what`` names it in errors."""
         import tempfile
 
-        from bench.errors import BenchError
-
-        fd, job = tempfile.mkstemp(prefix="bench-prepare-", suffix=".pkl")
+        fd, job = tempfile.mkstemp(prefix="bench-worker-", suffix=".pkl")
         with open(fd, "wb") as f:
-            pickle.dump((str(target), args), f)
+            pickle.dump((kind, args), f)
         self.used = True
+        self.pending.append((what, Path(job)))
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(job + "\n")
-            self.proc.stdin.close()
-        except BrokenPipeError:  # it died before reading: wait() reports its status
+            self.proc.stdin.flush()
+        except BrokenPipeError:  # it died: result() reports it
             pass
 
-        def wait(stop: bool = False) -> None:
-            if stop:
+    def result(self) -> str:
+        """The result of the oldest job not yet read, waiting for it; BenchError with the
+        worker's reason when it failed (or died)."""
+        from bench.errors import BenchError
+
+        what, job = self.pending.pop(0)
+        line = self.status.readline()
+        job.unlink(missing_ok=True)
+        if line.startswith("ok"):
+            return line[2:].strip()
+        reason = line[6:].strip() if line.startswith("error") else f"exit status {self.proc.wait()}"
+        self.close()
+        raise BenchError(f"prepare: the worker {what} failed: {reason}")
+
+    def close(self, stop: bool = False) -> None:
+        """End the worker: let it finish its jobs and exit (``stop``, or an unused worker:
+        terminate it, its work is not wanted)."""
+        if self.proc.returncode is None:
+            if stop or not self.used:
                 self.proc.terminate()
-            rc = self.proc.wait()
-            err = Path(job + ".error")
-            reason = err.read_text() if err.exists() else f"exit status {rc}"
-            for p in (Path(job), err):
-                p.unlink(missing_ok=True)
-            if rc != 0 and not stop:
-                raise BenchError(f"prepare: the worker building {target.name} failed: {reason}")
-
-        return wait
-
-    def close(self) -> None:
-        """Stop an unused worker; a used one is left to the ``wait`` that :meth:`build` returned."""
-        if not self.used:
-            self.proc.terminate()  # it holds no work: at most its imports
+            else:
+                try:
+                    assert self.proc.stdin is not None
+                    self.proc.stdin.close()  # the end of its jobs
+                except (BrokenPipeError, OSError):
+                    pass
             self.proc.wait()
+        for _, job in self.pending:
+            job.unlink(missing_ok=True)
+        self.pending.clear()
+        self.status.close()
 
 
 if __name__ == "__main__":

@@ -105,10 +105,34 @@ class MethodContext:
 
 @dataclass
 class Prepared:
+    """The prepared target and retain-only models and their reference runs. ``target_run``
+    is None while the prepare worker still evaluates the target (``prepare(overlap=True)``):
+    :meth:`settle` waits for it."""
+
     target_dir: Path
     retain_dir: Path
-    target_run: Path
+    target_run: Path | None
     retain_run: Path
+    worker: Any = field(default=None, repr=False)  # the bench.prepare_worker.Worker evaluating the target
+    log: Log | None = field(default=None, repr=False)
+
+    def settle(self) -> Path:
+        """The target's reference run, waiting for the worker's evaluation when it is still
+        pending; then logs :func:`memorisation_line`."""
+        if self.target_run is None:
+            worker, self.worker = self.worker, None
+            self.target_run = Path(worker.result())  # a failure closes it and raises
+            worker.close()
+            line = memorisation_line(self.target_run, self.retain_run)
+            if line and self.log is not None:
+                self.log(line)
+        return self.target_run
+
+    def close(self) -> None:
+        """Stop a worker still evaluating the target (the run ended without :meth:`settle`)."""
+        if self.worker is not None:
+            self.worker.close(stop=True)
+            self.worker = None
 
 
 def _seed_all(seed: int) -> None:
@@ -156,12 +180,26 @@ def load_task(spec: RunSpec) -> tuple[Task, TaskData]:
         raise BenchError(f"data directory '{spec.data_dir}' does not exist")
     data = task.load(data_dir, spec.limit)
     if spec.limit is not None:  # a per-task alias (tiny) is built from the data without the limit
-        from functools import cache
-
         from bench.models import UNLIMITED
 
-        data.extras[UNLIMITED] = cache(lambda: task.load(data_dir, None))
+        data.extras[UNLIMITED] = _LoadUnlimited(task, data_dir)
     return task, data
+
+
+class _LoadUnlimited:
+    """``task.load(data_dir, None)``, loaded on the first call and kept; pickled without
+    what it loaded (a prepare worker receives the task data)."""
+
+    def __init__(self, task: Task, data_dir: Path | None) -> None:
+        self.task, self.data_dir, self.data = task, data_dir, None
+
+    def __call__(self) -> TaskData:
+        if self.data is None:
+            self.data = self.task.load(self.data_dir, None)
+        return self.data
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "data": None}
 
 
 # --------------------------------------------------------------------------- prepare
@@ -305,13 +343,15 @@ def _early_worker(spec: RunSpec, task: Task, data: TaskData) -> Any:
     return Worker()
 
 
-def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prepared:
+def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print, overlap: bool = False) -> Prepared:
     """Build (or reuse) the target and retain-only models of ``task`` from base ``spec.model``,
     and their reference evaluations (ordinary ``method none`` runs, cached). When both models
     must be built from a small model on a multi-core CPU, the target is fine-tuned in a
     worker process (started before the base model is built when that is still to come:
     its imports overlap the build) while this one fine-tunes and evaluates the retain-only
-    model (:func:`parallel_prepare_ok`)."""
+    model (:func:`parallel_prepare_ok`). With ``overlap`` (and the ``hf`` backend) the worker
+    then evaluates the target too, while the caller goes on (unlearning it): the returned
+    ``target_run`` is None until :meth:`Prepared.settle`; the caller must settle or close it."""
     from bench import checks
 
     checks.check_backend_available(spec.backend)  # the reference runs need it: fail before training
@@ -319,14 +359,14 @@ def prepare(spec: RunSpec, task: Task, data: TaskData, log: Log = print) -> Prep
     overrides = prepare_overrides(spec.prepare_options)  # checked before any build
     worker = _early_worker(spec, task, data)
     try:
-        return _prepare(spec, task, data, log, overrides, worker)
+        return _prepare(spec, task, data, log, overrides, worker, overlap and spec.backend == "hf")
     finally:
-        if worker is not None:
-            worker.close()
+        if worker is not None and not worker.used:
+            worker.close()  # started early, then not needed (a model was cached)
 
 
 def _prepare(spec: RunSpec, task: Task, data: TaskData, log: Log, overrides: dict[str, Any],
-             worker: Any) -> Prepared:
+             worker: Any, overlap: bool) -> Prepared:
     from bench import models
     from bench.provenance import dir_fingerprint, spec_hash
 
@@ -376,14 +416,20 @@ def _prepare(spec: RunSpec, task: Task, data: TaskData, log: Log, overrides: dic
             from bench.prepare_worker import Worker
 
             worker = Worker()
-        wait = worker.build(paths[full], args(full))
+        worker.submit(f"building {paths[full].name}", "build", (str(paths[full]), args(full)))
         try:
             _build_cached(paths[ref], *args(ref))
             retain_run = reference_run(spec, str(retain_dir), task, data, log)
+            worker.result()
         except BaseException:
-            wait(stop=True)
+            worker.close(stop=True)
             raise
-        wait()
+        if overlap:  # the worker evaluates the target while the caller unlearns it
+            log(f"prepare: the {full} model's reference run is evaluated in the worker meanwhile")
+            worker.submit(f"evaluating {target_dir.name}", "reference",
+                          (spec, task, data, str(target_dir), str(retain_run)))
+            return Prepared(target_dir, retain_dir, None, retain_run, worker, log)
+        worker.close()
     else:
         for split in todo:
             _build_cached(paths[split], *args(split))
@@ -468,6 +514,18 @@ class Models:
     static: tuple[str, ...] = ()  # roles given by the task (Task.reference_runs): one run for every step
     original: Path | str | None = None  # θ0 for task-vector methods, when known
 
+    def settle(self) -> dict[str, Path]:
+        """``references``, with the target's added once the prepare worker has evaluated it
+        (:meth:`Prepared.settle`: waits for it when it is still running)."""
+        if self.prepared is not None and self.prepared.target_run is None:
+            self.references["target"] = self.prepared.settle()
+        return self.references
+
+    def close(self) -> None:
+        """Stop the prepare worker if it still evaluates the target (the run failed)."""
+        if self.prepared is not None:
+            self.prepared.close()
+
 
 def plan_run(spec: RunSpec, log: Log, _data: tuple[Task, TaskData] | None = None) -> RunPlan:
     """Stage 1: validate everything cheap before any expensive step."""
@@ -531,7 +589,7 @@ def resolve_models(rp: RunPlan, log: Log) -> Models:
     spec = rp.spec
     prepared: Prepared | None = None
     if rp.alias is not None and not spec.as_is:
-        prepared = prepare(spec, rp.task, rp.data, log)
+        prepared = prepare(spec, rp.task, rp.data, log, overlap=True)  # the target's evaluation may overlap unlearning
         target: Path | str = prepared.target_dir
     else:
         target = rp.model_path if rp.model_path is not None else models.resolve(
@@ -540,7 +598,7 @@ def resolve_models(rp: RunPlan, log: Log) -> Models:
     retain = prepared.retain_run if prepared else _resolve_reference(spec, rp.task, rp.data, log)
     if retain is not None:
         refs["retain"] = retain
-    if prepared is not None:
+    if prepared is not None and prepared.target_run is not None:  # else added by Models.settle
         refs["target"] = prepared.target_run
     static = rp.task.reference_runs()
     refs.update(static)
@@ -655,7 +713,7 @@ def _step_references(models_: Models, k: int, prompt: dict[str, Any], eval_sets:
     from bench.graph import Results
 
     out: dict[str, Any] = {}
-    for role, run_dir in models_.references.items():
+    for role, run_dir in models_.settle().items():
         step = read_step(run_dir, k, prompt, eval_sets)
         if step is None and role in models_.static:
             step = read_step(run_dir, 0, prompt, eval_sets)
@@ -789,13 +847,24 @@ def _num(v: Any) -> str:
 
 def run(spec: RunSpec, log: Log = print, _data: tuple[Task, TaskData] | None = None) -> Path:
     """Execute ``spec``; returns the run directory (with results.json and samples.jsonl)."""
-    from bench.graph import Results
-    from bench.provenance import dir_fingerprint, spec_hash
-
     t_start = time.time()
     rp = plan_run(spec, log, _data)                                     # 1. plan
     attacks = plan_attack_stage(rp)                                     # 1b. attacks (checked, not run)
     models_ = resolve_models(rp, log)                                   # 2. models
+    try:
+        out = _execute(rp, attacks, models_, t_start, log)
+        models_.settle()  # the target's reference run is complete in the cache, even for a skipped run
+        return out
+    finally:
+        models_.close()  # a failed run stops the worker still evaluating the target
+
+
+def _execute(rp: RunPlan, attacks: list[Any], models_: Models, t_start: float, log: Log) -> Path:
+    """Stages 3-7 of :func:`run` (unlearn, answer, score each step; attacks; results)."""
+    from bench.graph import Results
+    from bench.provenance import dir_fingerprint, spec_hash
+
+    spec = rp.spec
     timings: dict[str, Any] = {"prepare_s": round(time.time() - t_start, 3)}
     target = models_.target
 
@@ -966,6 +1035,7 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
     from bench.provenance import versions
 
     spec, last = rp.spec, rows[-1]
+    refs = models_.settle()
     results = {
         "run_dir": str(run_dir),
         "task": spec.task,
@@ -985,9 +1055,9 @@ def write_results(rp: RunPlan, run_dir: Path, resolved: dict[str, Any], models_:
         "model_identity": {"fingerprint": last["model_fingerprint"], "target": str(models_.target),
                            "target_fingerprint": resolved["target_fingerprint"]},
         "references": {
-            "retain": str(models_.references["retain"]) if "retain" in models_.references else None,
-            "target": str(models_.references["target"]) if "target" in models_.references else None,
-            **{role: str(models_.references[role]) for role in models_.static},
+            "retain": str(refs["retain"]) if "retain" in refs else None,
+            "target": str(refs["target"]) if "target" in refs else None,
+            **{role: str(refs[role]) for role in models_.static},
         },
         "training": last.get("training", []),
         "request_stats": info.get("request_stats"),

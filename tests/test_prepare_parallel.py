@@ -63,11 +63,13 @@ def test_parallel_prepare_off_switch_and_large_models(tiny_dir, tmp_path, monkey
 def test_worker_failure_is_one_line(tmp_path):
     from bench.prepare_worker import Worker
 
-    wait = Worker().build(tmp_path / "out", (str(tmp_path / "missing-model"), None, None, "m", "retain",
-                                             [], {"epochs": 1, "lr": 1e-3}, {}))
+    w = Worker()
+    w.submit("building out", "build", (str(tmp_path / "out"), (str(tmp_path / "missing-model"), None, None, "m",
+                                                                  "retain", [], {"epochs": 1, "lr": 1e-3}, {})))
     with pytest.raises(BenchError, match=r"prepare: the worker building out failed: BenchError: .*missing-model"):
-        wait()
+        w.result()
     assert not (tmp_path / "out").exists()
+    assert w.proc.returncode == 1 and not w.pending  # it stopped at the failed job, its job file is gone
 
 
 def test_reference_runs_do_not_depend_on_the_run_seed(monkeypatch):
@@ -131,18 +133,74 @@ def test_the_retain_only_model_is_evaluated_while_the_worker_trains_the_target(q
     from bench import prepare_worker
 
     events: list[str] = []
-    real_build = prepare_worker.Worker.build
+    real_submit, real_result = prepare_worker.Worker.submit, prepare_worker.Worker.result
 
-    def build(self, target, args):
-        events.append(f"worker builds {args[4]}")
-        wait = real_build(self, target, args)
-        return lambda stop=False: events.append("wait") or wait(stop)
+    def submit(self, what, kind, args):
+        events.append(f"worker: {kind} {Path(args[0]).name.split('-')[0]}")
+        real_submit(self, what, kind, args)
 
-    monkeypatch.setattr(prepare_worker.Worker, "build", build)
+    monkeypatch.setattr(prepare_worker.Worker, "submit", submit)
+    monkeypatch.setattr(prepare_worker.Worker, "result", lambda self: events.append("wait") or real_result(self))
     monkeypatch.setattr(run_mod, "run", lambda spec, log=print, _data=None:
                         events.append(f"evaluate {Path(spec.model).name.split('-')[0]}") or Path(spec.model))
     quick(tiny_dir, parallel=True)
-    assert events == ["worker builds full", "evaluate retain99", "wait", "evaluate full"]
+    assert events == ["worker: build full", "evaluate retain99", "wait", "evaluate full"]
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs two CPU cores")
+def test_with_overlap_the_worker_evaluates_the_target_to_the_same_run(tiny_dir, tmp_path, monkeypatch):
+    """``prepare(overlap=True)`` returns before the target's reference run, which the worker
+    evaluates meanwhile; settling gives the very run (directory and numbers) that this
+    process evaluates without overlap, and logs the memorisation line then."""
+    import json
+
+    monkeypatch.setattr(run_mod, "finetune_settings",
+                        lambda alias: {"epochs": 1, "lr": 1e-3, "batch_size": 4, "max_steps": 3})
+    monkeypatch.setenv("BENCH_PREPARE_PARALLEL", "1")
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    spec = run_mod.RunSpec(task="synthetic-forget01", model=str(tiny_dir), limit=2)
+    task, data = run_mod.load_task(spec)
+    lines: list[str] = []
+    p = run_mod.prepare(spec, task, data, log=lines.append, overlap=True)
+    assert p.target_run is None and p.worker is not None
+    assert any("evaluated in the worker" in ln for ln in lines)
+    assert not any("forget ROUGE-L" in ln for ln in lines)  # not known yet
+    worker_run = p.settle()
+    assert p.worker is None and any("forget ROUGE-L" in ln for ln in lines)
+    worker_numbers = json.loads((worker_run / "results.json").read_text())["aggregates"]
+    shutil.rmtree(worker_run)  # evaluated again here: the models and the retain-only run are reused
+    q = run_mod.prepare(spec, task, data, log=lines.append)
+    assert (q.target_run, q.retain_run) == (worker_run, p.retain_run)
+    assert json.loads((q.target_run / "results.json").read_text())["aggregates"] == worker_numbers
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs two CPU cores")
+def test_a_run_that_fails_while_the_worker_evaluates_stops_it(tmp_path, monkeypatch):
+    """The run fails (here: its method) before it needs the target's reference run: the
+    worker evaluating it is stopped (never waited for) and the error is the method's."""
+    import bench.checks
+    from bench import models
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BENCH_PREPARE_PARALLEL", "1")
+    monkeypatch.setattr(run_mod, "finetune_settings",
+                        lambda alias: {"epochs": 1, "lr": 1e-3, "batch_size": 4, "max_steps": 2})
+    settled, closed = [], []
+    real_settle, real_close = run_mod.Prepared.settle, run_mod.Prepared.close
+    monkeypatch.setattr(run_mod.Prepared, "settle", lambda self: settled.append(1) or real_settle(self))
+    monkeypatch.setattr(run_mod.Prepared, "close", lambda self: closed.append(self.worker) or real_close(self))
+
+    def boom(*a, **k):
+        raise BenchError("the method failed")
+
+    monkeypatch.setattr(bench.checks, "call_method", boom)
+    monkeypatch.setattr(models, "TINY_PRETRAIN", (("epochs", 1), ("lr", 3e-3), ("batch_size", 16)))
+    spec = run_mod.RunSpec(task="synthetic-forget01", model="tiny", limit=2, method="ga", out=str(tmp_path / "runs"))
+    with pytest.raises(BenchError, match="the method failed"):
+        run_mod.run(spec, log=lambda line: None)
+    assert not settled
+    (worker,) = closed
+    assert worker is not None and worker.proc.returncode is not None
 
 
 def test_the_warm_up_imports_the_model_classes_not_only_the_lazy_package():

@@ -80,46 +80,83 @@ def _rotate_half(x: Any) -> Any:
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def _attend(attn: Any, x: Any, cos: Any, sin: Any, where: tuple[Any, Any], shape: tuple[int, int],
-            queries: Any = None) -> Any:
-    """Self-attention of Llama-style ``attn`` over the real tokens ``x`` ``[N, D]`` (at
-    ``where`` = (rows, positions) of a right-padded ``[B, T]`` batch; rotary ``cos``/``sin``
-    ``[N, head_dim]``), causal; the output ``[N, D]``, or ``[M, D]`` at the rows ``queries``
-    of ``x`` only. Keys and values cover every real token; right padding comes after them, so
-    the causal mask alone keeps it out of every real token's view."""
+BLOCK = 32  # the CPU flash-attention kernel's query block below 192 positions (64, then 256, above)
+
+
+class _Group:
+    """Rows ``[r0, r1)`` of a right-padded batch whose rows were ordered by their number of
+    :data:`BLOCK`-position blocks: their real tokens are rows ``[n0, n1)`` of the flattened
+    ``[N, D]`` activations and their labelled positions rows ``[m0, m1)`` of the queries; the
+    group's attention runs on ``[r1 - r0, T]`` with ``T`` its longest row."""
+
+    def __init__(self, r0: int, r1: int, n0: int, n1: int, m0: int, m1: int, t: int,
+                 where: tuple[Any, Any], qwhere: tuple[Any, Any]) -> None:
+        self.r0, self.r1, self.n0, self.n1, self.m0, self.m1, self.t = r0, r1, n0, n1, m0, m1, t
+        self.where, self.qwhere = where, qwhere  # (row in the group, position) of its tokens / queries
+
+
+def _attend(attn: Any, x: Any, cos: Any, sin: Any, groups: list[_Group], queries: Any = None) -> Any:
+    """Self-attention of Llama-style ``attn`` over the real tokens ``x`` ``[N, D]`` (rotary
+    ``cos``/``sin`` ``[N, head_dim]``; ``groups``: see :class:`_Group`), causal; the output
+    ``[N, D]``, or ``[M, D]`` at the rows ``queries`` of ``x`` only. Keys and values cover every
+    real token; right padding comes after them, so the causal mask alone keeps it out of every
+    real token's view. Each group attends on its own padded ``[B_g, H, T_g, hd]``: the CPU
+    kernel's cost grows with the blocks of :data:`BLOCK` queries of the padded length, so rows
+    of up to 32 tokens beside rows of 40 cost one block instead of two."""
+    import torch
     import torch.nn.functional as F
 
-    b, t = shape
     hd = attn.head_dim
     n = x.shape[0]
     k = attn.k_proj(x).view(n, -1, hd)
     v = attn.v_proj(x).view(n, -1, hd)
     k = k * cos[:, None] + _rotate_half(k) * sin[:, None]
-    xq, cq, sq, wq = x, cos, sin, where
-    if queries is not None:
-        xq, cq, sq, wq = x[queries], cos[queries], sin[queries], (where[0][queries], where[1][queries])
+    xq, cq, sq = (x, cos, sin) if queries is None else (x[queries], cos[queries], sin[queries])
     q = attn.q_proj(xq).view(xq.shape[0], -1, hd)
     q = q * cq[:, None] + _rotate_half(q) * sq[:, None]
-
-    def padded(z: Any, at: tuple[Any, Any]) -> Any:  # [M, H, hd] -> [B, H, T, hd], zeros elsewhere
-        out = z.new_zeros(b, t, z.shape[1], hd)
-        out = out.index_put(at, z)
-        return out.transpose(1, 2)
-
-    qp, kp, vp = padded(q, wq), padded(k, where), padded(v, where)
-    groups = qp.shape[1] // kp.shape[1]
-    if groups > 1:
-        kp, vp = kp.repeat_interleave(groups, dim=1), vp.repeat_interleave(groups, dim=1)
     drop = float(getattr(attn, "attention_dropout", 0.0) or 0.0) if attn.training else 0.0
-    out = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=attn.scaling, dropout_p=drop)
-    out = out.transpose(1, 2)[wq]  # [M, H, hd]
+
+    def padded(z: Any, at: tuple[Any, Any], g: _Group) -> Any:  # [M, H, hd] -> [B_g, H, T_g, hd], zeros elsewhere
+        out = z.new_zeros(g.r1 - g.r0, g.t, z.shape[1], hd)
+        return out.index_put(at, z).transpose(1, 2)
+
+    outs = []
+    for g in groups:
+        qg, qat = (q[g.n0:g.n1], g.where) if queries is None else (q[g.m0:g.m1], g.qwhere)
+        qp, kp, vp = padded(qg, qat, g), padded(k[g.n0:g.n1], g.where, g), padded(v[g.n0:g.n1], g.where, g)
+        heads = qp.shape[1] // kp.shape[1]
+        if heads > 1:
+            kp, vp = kp.repeat_interleave(heads, dim=1), vp.repeat_interleave(heads, dim=1)
+        out = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=attn.scaling, dropout_p=drop)
+        outs.append(out.transpose(1, 2)[qat])  # [M_g, H, hd]
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
     return attn.o_proj(out.reshape(out.shape[0], -1))
+
+
+def _groups(lengths: list[int], where: Any, queries: Any, by_blocks: bool) -> list[_Group]:
+    """The :class:`_Group` s of a batch whose rows (``lengths``: real tokens per row) are in
+    order of their block count (``by_blocks``; else one group of every row)."""
+    qrows, qpos = where[0][queries], where[1][queries]
+    keys = [-(-n // BLOCK) if by_blocks else 0 for n in lengths]
+    out, r0, n0 = [], 0, 0
+    while r0 < len(lengths):
+        r1 = r0
+        while r1 < len(lengths) and keys[r1] == keys[r0]:
+            r1 += 1
+        n1 = n0 + sum(lengths[r0:r1])
+        m0, m1 = (int(x) for x in ((qrows < r0).sum(), (qrows < r1).sum()))
+        out.append(_Group(r0, r1, n0, n1, m0, m1, max(lengths[r0:r1]),
+                          (where[0][n0:n1] - r0, where[1][n0:n1]), (qrows[m0:m1] - r0, qpos[m0:m1])))
+        r0, n0 = r1, n1
+    return out
 
 
 def _llama_path(model: Any, batch: Batch, mask: Any) -> Any:
     """Llama-style decoder by hand on the real tokens only ("unpadded"): norms, projections
     and MLPs never see the padding; the last layer's queries, MLP and the final norm run
-    at the labelled positions only. None when the batch is not right-padded."""
+    at the labelled positions only. On CPU the rows are taken in order of their number of
+    :data:`BLOCK`-query blocks, attention runs per group (:func:`_attend`) and the outputs
+    return to the batch's order before the last norm. None when the batch is not right-padded."""
     import torch
 
     decoder, head = decoder_head(model)  # type: ignore[misc]
@@ -132,6 +169,13 @@ def _llama_path(model: Any, batch: Batch, mask: Any) -> Any:
     lengths = am.sum(dim=1)
     if not bool((am == (torch.arange(t, device=ids.device)[None] < lengths[:, None])).all()):
         return None  # not right-padded: the causal mask alone would not hide the padding
+    by_blocks = ids.device.type == "cpu" and t > BLOCK
+    order = None
+    if by_blocks:
+        blocks = (lengths + BLOCK - 1) // BLOCK
+        if bool((blocks != blocks[0]).any()):
+            order = torch.argsort(blocks, stable=True)
+            ids, am, mask, lengths = ids[order], am[order], mask[order], lengths[order]
     where = am.nonzero(as_tuple=True)  # (rows, positions), row-major
     h = embed(ids[where])  # [N, D]
     positions = torch.arange(t, device=ids.device)[None]
@@ -141,10 +185,11 @@ def _llama_path(model: Any, batch: Batch, mask: Any) -> Any:
     index = torch.full((b, t), -1, dtype=torch.long, device=ids.device)
     index[where] = torch.arange(h.shape[0], device=ids.device)
     queries = index[torch.nn.functional.pad(mask, (0, 1)) & am]
+    groups = _groups(lengths.tolist(), where, queries, by_blocks)
 
     def block(layer: Any, h: Any, rows: Any = None) -> Any:
         y = h if rows is None else h[rows]
-        y = y + _attend(layer.self_attn, layer.input_layernorm(h), cos, sin, where, (b, t), rows)
+        y = y + _attend(layer.self_attn, layer.input_layernorm(h), cos, sin, groups, rows)
         return y + layer.mlp(layer.post_attention_layernorm(y))
 
     run = block
@@ -157,7 +202,11 @@ def _llama_path(model: Any, batch: Batch, mask: Any) -> Any:
 
     for layer in layers[:-1]:
         h = run(layer, h)
-    return head(norm(run(layers[-1], h, queries)))
+    h = run(layers[-1], h, queries)
+    if order is not None:  # back to the batch's row-major order of labelled positions
+        rows, pos = where[0][queries], where[1][queries]
+        h = h[torch.argsort(order[rows] * t + pos)]
+    return head(norm(h))
 
 
 def _head_path(model: Any, batch: Batch, mask: Any) -> Any:

@@ -211,3 +211,29 @@ def test_the_check_leaves_the_mode_and_draws_no_random_numbers(tiny_bundle, live
     with torch.no_grad():
         token_nll(a, batch)
     assert a.training is training and torch.equal(state, torch.get_rng_state())
+
+
+def test_rows_of_different_block_counts_attend_in_groups_with_the_same_values(tiny_bundle, liven, monkeypatch):
+    """Rows of 1 to 5 blocks of 32 positions, out of order: attention runs per group of
+    rows with the same block count (the rows reordered, each group padded to its own
+    longest row) and the logits come back in the batch's order, equal to the full
+    forward's, gradients too."""
+    import bench.answer_logits as al
+
+    words = "the author wrote many books about the sea and the city".split()
+    items = [Item(str(i), "Who " + " ".join(words[:q]) + "?", " ".join((words * 8)[:a]) + ".")
+             for i, (q, a) in enumerate([(9, 40), (1, 2), (5, 14), (2, 3), (11, 24)])]
+    batch = collate(encode_pairs(tiny_bundle, items, 512), pad_id(tiny_bundle.tokenizer))
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    blocks = [-(-n // al.BLOCK) for n in lengths]
+    kinds = sorted(set(blocks))
+    assert len(kinds) >= 3 and blocks != sorted(blocks), lengths
+    seen = []
+    real = al._groups
+    monkeypatch.setattr(al, "_groups", lambda *a: seen.append(real(*a)) or seen[-1])
+    a, b = _model(tiny_bundle, liven), _model(tiny_bundle, liven)
+    _same_values_and_grads(a, b, batch)
+    assert getattr(a, ATTR) == "llama"
+    groups = seen[-1]
+    assert [g.r1 - g.r0 for g in groups] == [blocks.count(k) for k in kinds]
+    assert [g.t for g in groups] == [max(n for n, k in zip(lengths, blocks) if k == c) for c in kinds]

@@ -53,3 +53,31 @@ def test_cold_run_phases(first_run, tmp_path):
     assert (ph["evaluate target"], ph["unlearn"], ph["evaluate"]) == (1.25, 4.0, 1.5)
     summed = sum(ph[p] for p in first_run.PHASES if p != "total")
     assert summed == pytest.approx(52.0) and ph["other"] == pytest.approx(52.0 - 6 - 4 - 32 - 1.25 - 4 - 1.5)
+
+
+def test_a_target_evaluated_in_the_worker_is_detail_beside_unlearning(first_run, tmp_path):
+    """With the overlap, prepare ends at its line saying so; the target's evaluation (in the
+    worker, while this process unlearns) is a detail row, outside the sum."""
+    started = time.time() - 1
+    target_dir, retain_dir = tmp_path / "prep" / "full", tmp_path / "prep" / "retain"
+    for d, s in ((target_dir, 30.0), (retain_dir, 25.0)):
+        d.mkdir(parents=True)
+        (d / "bench_prepared.json").write_text(json.dumps({"seconds": s}))
+    retain_run = _write(tmp_path / "runs" / "r", {"timings": {"total_s": 1.5}, "config": {"target": str(retain_dir)}})
+    target_run = _write(tmp_path / "runs" / "t", {"timings": {"total_s": 1.25}, "config": {"target": str(target_dir)}})
+    out = tmp_path / "out"
+    _write(out / "run", {"timings": {"unlearn_s": 4.0, "evaluate_s": 1.5}, "config": {"target": str(target_dir)},
+                         "references": {"target": str(target_run), "retain": str(retain_run)}})
+    lines = [(6.0, "tiny: built a 0.66M-parameter model"),
+             (10.0, "prepare: fine-tuning the full model from tiny on 864 items"),
+             (36.0, "evaluate: 2016 requests over 4 sets (224 generate, 1792 loglikelihood)"),
+             (41.0, "prepare: the full model's reference run is evaluated in the worker meanwhile"),
+             (41.1, "run: unlearning with npo-gd"),
+             (42.0, "evaluate: 2016 requests over 4 sets (224 generate, 1792 loglikelihood)"),
+             (46.0, "evaluate: 2016 requests over 4 sets (224 generate, 1792 loglikelihood)"),
+             (47.6, "prepare: forget ROUGE-L 0.902 for the target vs 0.763 for the retain-only model")]
+    ph = first_run.phases(50.0, lines, out, started)
+    assert ph["prepare (both models)"] == 31.0
+    assert (ph["evaluate target"], ph["evaluate target (worker)"]) == (0.0, 1.25)
+    summed = sum(ph[p] for p in first_run.PHASES if p != "total")
+    assert summed == pytest.approx(50.0) and ph["other"] == pytest.approx(50.0 - 6 - 4 - 31 - 4 - 1.5)

@@ -1,4 +1,5 @@
-"""Fine-tune (and evaluate) a prepared model in a separate process: ``python -m bench.prepare_worker``.
+"""Fine-tune (and evaluate) a prepared model in a separate process (``python -m bench.prepare_worker``;
+:class:`Worker` starts it with this process's ``bench`` package first on its path).
 
 ``bench.run.prepare`` starts this to train the target on a second CPU core while it trains
 and evaluates the retain-only model itself (see :func:`bench.run.parallel_prepare_ok`);
@@ -94,7 +95,10 @@ class Worker:
 
         r, w = os.pipe()
         env = {**os.environ, FD_ENV: str(w)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.prepare_worker"],
+        # this process's bench package first (``python -m`` would put the working directory first)
+        root = str(Path(__file__).resolve().parents[1])
+        code = f"import sys; sys.path.insert(0, {root!r}); from bench.prepare_worker import _entry; _entry()"
+        self.proc = subprocess.Popen([sys.executable, "-c", code],
                                      stdin=subprocess.PIPE, text=True, pass_fds=(w,), env=env)
         os.close(w)
         self.status = os.fdopen(r)
@@ -150,7 +154,11 @@ class Worker:
         self.status.close()
 
 
-if __name__ == "__main__":
+def _entry() -> None:
     from bench.cli import exit_fast
 
     exit_fast(main())  # the parent waits for this exit: no 1.5 s interpreter teardown
+
+
+if __name__ == "__main__":
+    _entry()

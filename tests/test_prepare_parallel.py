@@ -216,3 +216,20 @@ def test_the_warm_up_imports_the_model_classes_not_only_the_lazy_package():
             f"print(before, [m in sys.modules for m in {heavy!r}])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert out.strip() == f"{[False] * len(heavy)} {[True] * len(heavy)}"
+
+
+def test_the_worker_imports_this_bench_not_one_in_the_working_directory(tmp_path, monkeypatch):
+    """``python -m`` would import a ``bench`` package in the working directory first (a
+    checkout of another version): the worker runs the parent's."""
+    from bench.prepare_worker import Worker
+
+    fake = tmp_path / "bench"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise SystemExit(7)\n")
+    (fake / "prepare_worker.py").write_text("raise SystemExit(7)\n")
+    monkeypatch.chdir(tmp_path)
+    w = Worker()
+    w.submit("building out", "build", (str(tmp_path / "out"), (str(tmp_path / "missing"), None, None, "m",
+                                                                  "retain", [], {"epochs": 1}, {})))
+    with pytest.raises(BenchError, match="BenchError: .*missing"):  # the real worker's one-line reason
+        w.result()

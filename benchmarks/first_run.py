@@ -31,6 +31,10 @@ prepared is reused; unlearning and evaluation are done again). Each run's phases
 
 Phases that a warm run skips read 0. All figures are wall-clock seconds on the machine it
 runs on; the torch threads are the library's defaults.
+
+``--isa avx2`` runs both on AVX2 code paths only (:data:`AVX2_ENV`: torch's kernels, MKL and
+oneDNN told not to use AVX-512 or AMX), an estimate of an AVX2-only CPU on a newer one:
+the same instructions, not the same chip (clock and caches stay this machine's).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ PHASES = ("start-up", "tiny build + pretrain", "prepare (both models)", "evaluat
 DETAIL = ("prepare target", "prepare retain-only", "evaluate retain-only",  # inside "prepare (both models)"
           "evaluate target (worker)")  # beside "unlearn", when the prepare worker evaluated the target
 OVERLAP_LINE = "reference run is evaluated in the worker"  # bench.run._prepare's line
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, list[tuple[float, str]], int]:
@@ -139,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bench", default=str(Path(sys.executable).with_name("bench")),
                     help="the bench executable (default: beside this Python)")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--isa", choices=("native", "avx2"), default="native",
+                    help="avx2: AVX2 code paths only (an AVX2-only CPU, estimated; see the docstring)")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="first-run-"))
     env = {**os.environ, "BENCH_CACHE": str(work / "cache"), "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "BENCH_PROGRESS": "lines"}
+           "TOKENIZERS_PARALLELISM": "false", "BENCH_PROGRESS": "lines", **(AVX2_ENV if args.isa == "avx2" else {})}
     figures: dict[str, dict[str, float]] = {}
     aggregates: dict[str, Any] = {}
     for name in ("cold", "warm"):
@@ -166,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             aggregates = {"forget_rouge_l": {"target": tgt["forget_rouge_l"], "retain_only": ret["forget_rouge_l"],
                                              "unlearned": res["aggregates"]["forget_rouge_l"]}}
 
+    isa = ", AVX2 code paths only" if args.isa == "avx2" else ""
     print(f"{' '.join(['bench run --task', args.task, '--method', args.method, '--model', args.model])}"
-          f"  ({cpu_line()})")
+          f"  ({cpu_line()}{isa})")
     print(f"{'phase':<24}{'cold s':>9}{'warm s':>9}")
     for p in PHASES[:3] + DETAIL[:3] + PHASES[3:5] + DETAIL[3:] + PHASES[5:]:  # detail rows under their span
         label = f"  {p}" if p in DETAIL else p

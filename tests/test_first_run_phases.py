@@ -81,3 +81,16 @@ def test_a_target_evaluated_in_the_worker_is_detail_beside_unlearning(first_run,
     assert (ph["evaluate target"], ph["evaluate target (worker)"]) == (0.0, 1.25)
     summed = sum(ph[p] for p in first_run.PHASES if p != "total")
     assert summed == pytest.approx(50.0) and ph["other"] == pytest.approx(50.0 - 6 - 4 - 31 - 4 - 1.5)
+
+
+def test_the_avx2_estimate_limits_every_kernel_library(first_run, tmp_path):
+    """``--isa avx2``: torch's own kernels, MKL and oneDNN each get their AVX2 limit (a
+    child process with them reports torch's capability as AVX2)."""
+    import os
+    import subprocess
+    import sys
+
+    assert set(first_run.AVX2_ENV) == {"ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA"}
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                         env={**os.environ, **first_run.AVX2_ENV}, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() in ("AVX2", "DEFAULT"), out.stderr  # DEFAULT: a CPU without AVX2 at all

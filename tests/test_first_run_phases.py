@@ -26,8 +26,9 @@ def _write(d: Path, data: dict) -> Path:
     return d
 
 
-def test_cold_run_phases(first_run, tmp_path):
-    started = time.time() - 1
+def _cold_run_files(tmp_path: Path) -> Path:
+    """A cold run's files: both prepared models (30 s, 25 s), their reference runs (1.25 s,
+    1.5 s) and the run (unlearn 4 s, evaluate 1.5 s); returns the run's --out."""
     target_dir, retain_dir = tmp_path / "prep" / "full", tmp_path / "prep" / "retain"
     for d, s in ((target_dir, 30.0), (retain_dir, 25.0)):
         d.mkdir(parents=True)
@@ -37,6 +38,12 @@ def test_cold_run_phases(first_run, tmp_path):
     out = tmp_path / "out"
     _write(out / "run", {"timings": {"unlearn_s": 4.0, "evaluate_s": 1.5}, "config": {"target": str(target_dir)},
                          "references": {"target": str(target_run), "retain": str(retain_run)}})
+    return out
+
+
+def test_cold_run_phases(first_run, tmp_path):
+    started = time.time() - 1
+    out = _cold_run_files(tmp_path)
     lines = [(6.0, "tiny: built a 0.66M-parameter model"),
              (10.0, "prepare: fine-tuning the full model from tiny on 864 items"),
              (10.0, "prepare: the full model trains in a worker process beside the retain90 model"),
@@ -59,15 +66,7 @@ def test_a_target_evaluated_in_the_worker_is_detail_beside_unlearning(first_run,
     """With the overlap, prepare ends at its line saying so; the target's evaluation (in the
     worker, while this process unlearns) is a detail row, outside the sum."""
     started = time.time() - 1
-    target_dir, retain_dir = tmp_path / "prep" / "full", tmp_path / "prep" / "retain"
-    for d, s in ((target_dir, 30.0), (retain_dir, 25.0)):
-        d.mkdir(parents=True)
-        (d / "bench_prepared.json").write_text(json.dumps({"seconds": s}))
-    retain_run = _write(tmp_path / "runs" / "r", {"timings": {"total_s": 1.5}, "config": {"target": str(retain_dir)}})
-    target_run = _write(tmp_path / "runs" / "t", {"timings": {"total_s": 1.25}, "config": {"target": str(target_dir)}})
-    out = tmp_path / "out"
-    _write(out / "run", {"timings": {"unlearn_s": 4.0, "evaluate_s": 1.5}, "config": {"target": str(target_dir)},
-                         "references": {"target": str(target_run), "retain": str(retain_run)}})
+    out = _cold_run_files(tmp_path)
     lines = [(6.0, "tiny: built a 0.66M-parameter model"),
              (10.0, "prepare: fine-tuning the full model from tiny on 864 items"),
              (36.0, "evaluate: 2016 requests over 4 sets (224 generate, 1792 loglikelihood)"),

@@ -2,7 +2,7 @@
 
 A model spec is a hub id (``org/name``), a local directory, or an alias:
 
-* ``tiny`` — a ~0.65M-parameter Llama the suite builds for the task at hand: a 1k BPE
+* ``tiny`` — a ~0.66M-parameter Llama the suite builds for the task at hand: a 1k BPE
   tokenizer trained on the task's texts, random init, pretrained on the task's general
   knowledge set (``TaskData.pretrain``, or its real-authors / world-facts items). Built from
   the task's data without ``--limit`` and cached under a hash of what it reads
@@ -245,8 +245,8 @@ def general_knowledge(data: TaskData) -> list[Item]:
 # target's rounding alone. Also measured then, none kept: 16 epochs with Adam beta2 0.95
 # 0.871 / 0.793, ES 0.37; 18 epochs 0.882 / 0.759 (beta2 0.95: 0.896 / 0.792); a 2x MLP
 # (0.46M parameters; a step 0.86x the time, paired: attention, norms and per-step overhead
-# do not shrink) 0.883 / 0.704, ES 0.47 / 0.16, unlearned 0.34, and at 22 epochs (the same
-# time as 4x at 20) 0.906 / 0.710, ES 0.51 / 0.14.
+# do not shrink) 0.883 / 0.704, ES 0.47 / 0.16, unlearned 0.34, and at 22 epochs (about the
+# time of 4x at 20: 22/20 x 0.86, estimated) 0.906 / 0.710, ES 0.51 / 0.14.
 # step_budget caps larger tasks' epochs (bench.run.split_settings; synthetic-forget10 needs
 # 540 steps): TOFU's 4,217 QA at 20 epochs would be 2,640 steps of ~97-token items (about
 # 15 min per model, estimated from the step time); within the budget they train 5 epochs
@@ -325,11 +325,11 @@ def _build_smollm2(out: Path, data: TaskData | None) -> None:
 ALIASES: dict[str, Alias] = {
     "tiny": Alias(
         "tiny",
-        "0.65M-param Llama + 1k BPE built for the task and pretrained on its general-knowledge set",
+        "0.66M-param Llama + 1k BPE built for the task and pretrained on its general-knowledge set",
         _build_tiny,
         per_task=True,
         key=tiny_key,
-        # 1e-5 (the papers' lr for 1B-8B models) does not move a 0.65M model in a few
+        # 1e-5 (the papers' lr for 1B-8B models) does not move a 0.66M model in a few
         # steps; the tiny model's methods run with lr 1e-3 unless --set lr=... is given.
         method_overrides=(("lr", 1e-3),),
         finetune=TINY_FINETUNE,

@@ -53,6 +53,8 @@ PHASES = ("start-up", "tiny build + pretrain", "prepare (both models)", "evaluat
           "evaluate", "other", "total")
 DETAIL = ("prepare target", "prepare retain-only", "evaluate retain-only",  # inside "prepare (both models)"
           "evaluate target (worker)")  # beside "unlearn", when the prepare worker evaluated the target
+ROWS = PHASES[:3] + DETAIL[:3] + ("evaluate target", "unlearn", "evaluate target (worker)", "evaluate", "other",
+                                   "total")  # printed in this order: each detail row under its span
 OVERLAP_LINE = "reference run is evaluated in the worker"  # bench.run._prepare's line
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{' '.join(['bench run --task', args.task, '--method', args.method, '--model', args.model])}"
           f"  ({cpu_line()}{isa})")
     print(f"{'phase':<24}{'cold s':>9}{'warm s':>9}")
-    for p in PHASES[:3] + DETAIL[:3] + PHASES[3:5] + DETAIL[3:] + PHASES[5:]:  # detail rows under their span
+    for p in ROWS:
         label = f"  {p}" if p in DETAIL else p
         print(f"{label:<24}{figures['cold'][p]:>9.1f}{figures['warm'][p]:>9.1f}")
     r = aggregates.get("forget_rouge_l", {})

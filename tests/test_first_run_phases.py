@@ -93,3 +93,8 @@ def test_the_avx2_estimate_limits_every_kernel_library(first_run, tmp_path):
     out = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
                          env={**os.environ, **first_run.AVX2_ENV}, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() in ("AVX2", "DEFAULT"), out.stderr  # DEFAULT: a CPU without AVX2 at all
+
+
+def test_the_table_prints_every_phase_and_detail_row_once(first_run):
+    assert sorted(first_run.ROWS) == sorted(first_run.PHASES + first_run.DETAIL)
+    assert len(set(first_run.ROWS)) == len(first_run.ROWS)

@@ -2,8 +2,9 @@
 
 A model spec is a hub id (``org/name``), a local directory, or an alias:
 
-* ``tiny`` — a ~0.66M-parameter Llama the suite builds for the task at hand: a 1k BPE
-  tokenizer trained on the task's texts, random init, pretrained on the task's general
+* ``tiny`` — a ~0.29M-parameter Llama (2 layers, hidden 80; :data:`TINY_SHAPE`) the suite
+  builds for the task at hand: a 1k BPE tokenizer trained on the task's texts (as the model
+  sees them: :func:`_task_texts`), random init, pretrained on the task's general
   knowledge set (``TaskData.pretrain``, or its real-authors / world-facts items). Built from
   the task's data without ``--limit`` and cached under a hash of what it reads
   (:func:`tiny_key`). A *base* model: ``bench run`` prepares it (fine-tunes the target and
@@ -192,20 +193,26 @@ def unlimited(data: TaskData) -> TaskData:
 
 
 def _task_texts(data: TaskData) -> list[str]:
-    """The tiny tokenizer's training texts: the target's fine-tuning set, the pretraining
-    set and every eval set (questions, answers, paraphrased and perturbed answers), and the
-    plain prompt template's own words once per item (without them the BPE split
-    "Question:" and "\nAnswer:" into 13 of a synthetic item's 36 tokens)."""
-    from bench.prompts import PLAIN_TEMPLATE
+    """The tiny tokenizer's training texts, as the model will see them (plain prompts,
+    :class:`bench.prompts.PromptConfig`): the prompt of every question of the target's
+    fine-tuning set, the pretraining set and every eval set, and each of its answers
+    (answer, paraphrased and perturbed answers) after the answer prefix " ". Trained on
+    the bare strings instead, the BPE split "Question:" and "\nAnswer:" into 13 of a
+    synthetic item's 36 tokens (without the template) and, with the template but no
+    prefix, kept the space before a question's and an answer's first word a token of its
+    own (" What" as " " + "What"): 2 of 38 tokens."""
+    from bench.prompts import PromptConfig
 
-    template = PLAIN_TEMPLATE.format(question="")
+    plain = PromptConfig(style="plain")
     texts: list[str] = []
     pools: list[list[Item]] = [data.full, data.pretrain] + [es.items for es in data.eval_sets]
     for pool in pools:
         for it in pool:
-            texts += [template, it.question, it.answer, *(it.perturbed_answers or ())]
+            texts.append(plain.prompt(it.question))
+            answers = [it.answer, *(it.perturbed_answers or ())]
             if it.paraphrased_answer:
-                texts.append(it.paraphrased_answer)
+                answers.append(it.paraphrased_answer)
+            texts += [plain.continuation(a) for a in answers]
     return texts
 
 
@@ -216,49 +223,41 @@ def general_knowledge(data: TaskData) -> list[Item]:
     return [it for es in data.eval_sets if es.name in ("real_authors", "world_facts") for it in es.items]
 
 
-# The tiny model's training settings for the embedded default. Fine-tuning is compute-bound
-# (matmuls at ~100 GFLOP/s on one core; Python overhead is a few per cent), so the cost is
-# epochs x items x tokens: the lever is epochs. A one-epoch linear warm-up is what lets a
-# high learning rate memorise in few epochs (without it, 20 epochs reach only 0.76). Measured
-# in the whole pipeline on synthetic-forget10 (target / retain-only forget ROUGE-L, forget ES),
-# with the tokenizer of the time (before it learnt the template's words, below):
-#   40 epochs, batch 32, lr 5e-3, no warm-up (before):  0.89 / 0.76, ES 0.50 / 0.18;
-#   20 epochs, batch 32, lr 5e-3, warm-up 1 epoch:      0.96 / 0.77, ES 0.87 / 0.19;  (chosen)
-#   16 epochs, same:                                    0.90 / 0.77, ES 0.53 / 0.17;
-#   14 epochs, same (lr 8e-3: 0.81 / 0.76):             0.88 / 0.76, ES 0.44 / 0.17;
-#   10 epochs, same:                                    0.81 / 0.67, ES 0.23 / 0.16.
-# Batch 16 (lr 4e-3) is no better per epoch; sorting batches by length (group_by_length) makes
-# each batch one question type and ruins memorisation (0.37), so it stays off. Other shapes
-# (16 epochs): a 2x instead of 4x MLP 0.87 / 0.74; a 20-epoch pretrain with warm-up instead of
-# TINY_PRETRAIN 0.81 / 0.66, MU 0.46. The chosen row's outcome moves by a few hundredths with
-# float rounding alone (the same training with only the answer positions through the LM head
-# gave 0.977 / 0.745, ES 0.88 / 0.19; by hand on the real tokens, bench.answer_logits, 0.936 /
-# 0.774, ES 0.77 / 0.17). Since the tokenizer is trained on the plain template's words as well
-# (a synthetic item is 0.84x the tokens: 30 instead of 36), the chosen row gives 0.902 / 0.763,
-# ES 0.52 / 0.17, and the unlearned model 0.29 (tokenizer alone, before the other changes:
-# 0.922 / 0.756, ES 0.63 / 0.17). With that tokenizer: 17 epochs 0.862 / 0.734, ES 0.36; a 3x
-# MLP 0.842 / 0.736, ES 0.34; a pretrain of batch 32 at lr 4e-3 0.868 / 0.712, MU 0.59, and
-# unlearning then leaves 0.51 of the forget ROUGE-L: all dropped. Since attention runs per
-# group of rows with the same number of 32-query blocks (bench.answer_logits; float rounding
-# only), the chosen row gives 0.908 / 0.751, ES 0.53 / 0.18, and the unlearned model 0.39
-# (MU 0.44; it was 0.29, MU 0.54): unlearning the tiny model moves that much with the
-# target's rounding alone. Also measured then, none kept: 16 epochs with Adam beta2 0.95
-# 0.871 / 0.793, ES 0.37; 18 epochs 0.882 / 0.759 (beta2 0.95: 0.896 / 0.792); a 2x MLP
-# (0.46M parameters; a step 0.86x the time, paired: attention, norms and per-step overhead
-# do not shrink) 0.883 / 0.704, ES 0.47 / 0.16, unlearned 0.34, and at 22 epochs (about the
-# time of 4x at 20: 22/20 x 0.86, estimated) 0.906 / 0.710, ES 0.51 / 0.14.
+# The tiny model's shape and training settings for the embedded default. Fine-tuning is
+# compute-bound (matmuls near one core's peak; Python overhead a few per cent), so its cost is
+# epochs x items x tokens x the work per token of the shape. Measured in the whole pipeline on
+# synthetic-forget10 (target / retain-only forget ROUGE-L; target forget ES), one run per
+# training seed (bench.run.PREPARE_SEED 0, 1, 2: the outcome moves by a few hundredths with
+# float rounding alone), 20 epochs, batch 32, lr 5e-3, a one-epoch warm-up; "step": a training
+# step's time relative to the old shape, paired in one process, on AVX2 code paths:
+#   2 layers, hidden 128 (0.66M; before): 0.908 / 0.751, 0.884 / 0.778, 0.907 / 0.794; ES 0.53 0.46 0.59
+#   2 layers, hidden 96 (0.39M; step 0.70x): 0.957 / 0.757, 0.966 / 0.756, 0.974 / 0.740; ES 0.80 0.81 0.88
+#   2 layers, hidden 80 (0.29M; step 0.56x): 0.954 / 0.776, 0.966 / 0.738; ES 0.72 0.81       (chosen)
+#   2 layers, hidden 64 (0.20M; step 0.45x): 0.928 / 0.760, 0.932 / 0.701, 0.915 / 0.749; ES 0.66 0.62 0.65
+#   1 layer, hidden 128 (0.39M; step 0.46x): 0.884 / 0.740, 0.896 / 0.767, 0.894 / 0.775; ES 0.60 0.58 0.53
+#   1 layer, hidden 96 (0.25M; step 0.34x): 0.965 / 0.779, 0.963 / 0.771; ES 0.80 0.78
+# At this learning rate the narrower models memorise more, in less time. Two layers are kept:
+# a decoder with a layer below the last (layer-targeting methods such as RMU, attention
+# that composes). Fewer epochs lose the margin: 14 (hidden 128) 0.844 / 0.736, 0.822 / 0.763,
+# 0.859 / 0.752; 16 (hidden 96) 0.891 / 0.752, 0.886 / 0.759, ES 0.53 0.45. With the chosen
+# shape and the tokenizer trained on the texts as the model sees them (_task_texts: 0.94x the
+# tokens): 0.933 / 0.749, 0.957 / 0.762, 0.927 / 0.773, ES 0.76 0.77 0.65 (retain-only 0.18-0.20);
+# unlearned (npo-gd) 0.381, 0.268, 0.239, model utility 0.52, 0.56, 0.51. On AVX2 code paths
+# the float rounding differs: 0.955 / 0.757, unlearned 0.417.
+# Found before (hidden 128): the one-epoch linear warm-up is what lets a high learning rate
+# memorise in few epochs (without it 20 epochs reach only 0.76; 40 epochs without it 0.89 /
+# 0.76); batch 16 (lr 4e-3) is no better per epoch and batch 64 is 0.98x the time per item;
+# sorting batches by length (group_by_length) makes each batch one question type and ruins
+# memorisation (0.37), so it stays off; Adam beta2 0.95, a 2x or 3x MLP, a 20-epoch pretrain
+# with warm-up or one of batch 32 were no better.
 # step_budget caps larger tasks' epochs (bench.run.split_settings; synthetic-forget10 needs
-# 540 steps): TOFU's 4,217 QA at 20 epochs would be 2,640 steps of ~97-token items (about
-# 15 min per model, estimated from the step time); within the budget they train 5 epochs
-# (660 steps), measured 233 s and 243 s for the two models side by side, 186 s and 174 s
-# after the changes above (the whole tofu-forget01 run 336 s -> 260 s). The 0.66M model
-# memorises little of TOFU (forget ROUGE-L 0.194 target vs 0.143 retain-only; before the
-# tokenizer change 0.150 vs 0.128): prepare says so in a line when the gap is under 0.05.
-# With attention per block group and the target's evaluation beside the unlearning
-# (bench.run): prepare 173 s, the whole run 225 s, forget ROUGE-L 0.215 vs 0.142.
+# 540 steps): TOFU's 4,217 QA at 20 epochs would be 2,640 steps of ~97-token items; within the
+# budget they train 5 epochs (660 steps). The old 0.66M model memorised little of TOFU (forget
+# ROUGE-L 0.215 target vs 0.142 retain-only; the whole tofu-forget01 run with ga and
+# max_steps=5 225 s); prepare says so in a line when the gap is under 0.05.
 TINY_FINETUNE = (("epochs", 20), ("lr", 5e-3), ("batch_size", 32), ("warmup_epochs", 1.0), ("step_budget", 600))
 TINY_PRETRAIN = (("epochs", 40), ("lr", 3e-3), ("batch_size", 16))
-TINY_SHAPE = (("vocab_size", 1024), ("hidden", 128), ("layers", 2), ("heads", 4), ("seed", 0))
+TINY_SHAPE = (("vocab_size", 1024), ("hidden", 80), ("layers", 2), ("heads", 4), ("seed", 0))
 
 
 def tiny_key(data: TaskData) -> str:
@@ -325,11 +324,11 @@ def _build_smollm2(out: Path, data: TaskData | None) -> None:
 ALIASES: dict[str, Alias] = {
     "tiny": Alias(
         "tiny",
-        "0.66M-param Llama + 1k BPE built for the task and pretrained on its general-knowledge set",
+        "0.29M-param Llama + 1k BPE built for the task and pretrained on its general-knowledge set",
         _build_tiny,
         per_task=True,
         key=tiny_key,
-        # 1e-5 (the papers' lr for 1B-8B models) does not move a 0.66M model in a few
+        # 1e-5 (the papers' lr for 1B-8B models) does not move a 0.29M model in a few
         # steps; the tiny model's methods run with lr 1e-3 unless --set lr=... is given.
         method_overrides=(("lr", 1e-3),),
         finetune=TINY_FINETUNE,

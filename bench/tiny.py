@@ -3,8 +3,9 @@ embedded default (alias ``tiny``).
 
 * :func:`build_tokenizer` trains a byte-level BPE tokenizer (``tokenizers``) on the given
   texts, wrapped as a ``PreTrainedTokenizerFast`` with ``<s>``/``</s>``/``<pad>``.
-* :func:`build_model` makes a randomly initialised ``LlamaForCausalLM`` of ~0.6M
-  parameters (hidden 64, 2 layers, 4 heads) for that vocabulary, seeded.
+* :func:`build_model` makes a randomly initialised ``LlamaForCausalLM`` for that
+  vocabulary, seeded: by default hidden 64, 2 layers, 4 heads (~0.2M parameters with a 1k
+  vocabulary; the ``tiny`` alias's shape is :data:`bench.models.TINY_SHAPE`).
 """
 
 from __future__ import annotations

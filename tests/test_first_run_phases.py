@@ -44,7 +44,7 @@ def _cold_run_files(tmp_path: Path) -> Path:
 def test_cold_run_phases(first_run, tmp_path):
     started = time.time() - 1
     out = _cold_run_files(tmp_path)
-    lines = [(6.0, "tiny: built a 0.66M-parameter model"),
+    lines = [(6.0, "tiny: built a 0.29M-parameter model"),
              (10.0, "prepare: fine-tuning the full model from tiny on 864 items"),
              (10.0, "prepare: the full model trains in a worker process beside the retain90 model"),
              (36.0, "evaluate: 2016 requests over 4 sets (224 generate, 1792 loglikelihood)"),
@@ -67,7 +67,7 @@ def test_a_target_evaluated_in_the_worker_is_detail_beside_unlearning(first_run,
     worker, while this process unlearns) is a detail row, outside the sum."""
     started = time.time() - 1
     out = _cold_run_files(tmp_path)
-    lines = [(6.0, "tiny: built a 0.66M-parameter model"),
+    lines = [(6.0, "tiny: built a 0.29M-parameter model"),
              (10.0, "prepare: fine-tuning the full model from tiny on 864 items"),
              (36.0, "evaluate: 2016 requests over 4 sets (224 generate, 1792 loglikelihood)"),
              (41.0, "prepare: the full model's reference run is evaluated in the worker meanwhile"),

@@ -98,19 +98,28 @@ def test_unlimited_data_comes_from_the_loader_once():
     assert models.tiny_key(plain) != models.tiny_key(full)  # other content, other key: never a shared one
 
 
-def test_the_tiny_tokenizer_knows_the_prompt_templates_words():
-    """Trained on the template's words too: "Question:" and "\\nAnswer:" are a few tokens,
-    not a dozen (they are in every training sequence)."""
-    from bench.prompts import PLAIN_TEMPLATE
+def test_the_tiny_tokenizer_is_trained_on_texts_as_the_model_sees_them():
+    """Trained on plain prompts and prefixed answers: "Question:" and "\\nAnswer:" are a few
+    tokens, not a dozen, and a question's and an answer's first word keep their space
+    (" What" is one token, not " " + "What"): every training sequence has both."""
+    from bench.prompts import PromptConfig
     from bench.tiny import build_tokenizer
 
     _, data = load_task(RunSpec(task="synthetic-forget10", model="tiny"))
     texts = models._task_texts(data)
-    assert texts.count(PLAIN_TEMPLATE.format(question="")) == len(data.full) + len(data.pretrain) + sum(
-        len(es.items) for es in data.eval_sets)
-    tok = build_tokenizer(texts, vocab_size=dict(models.TINY_SHAPE)["vocab_size"])
-    ids = tok("Question: Who?\nAnswer: Basil", add_special_tokens=False)["input_ids"]
-    assert [tok.decode([i]) for i in ids][:2] == ["Question", ":"]
-    assert len(tok("\nAnswer:", add_special_tokens=False)["input_ids"]) == 3  # "\n", "Answer", ":"
-    without = build_tokenizer([t for t in texts if t != PLAIN_TEMPLATE.format(question="")], vocab_size=1024)
-    assert len(without("\nAnswer:", add_special_tokens=False)["input_ids"]) > 5  # what it was
+    plain = PromptConfig(style="plain")
+    for it in (data.full[0], data.pretrain[0], data.eval_sets[-1].items[0]):
+        assert plain.prompt(it.question) in texts and plain.continuation(it.answer) in texts
+    vocab = dict(models.TINY_SHAPE)["vocab_size"]
+    seq = plain.prompt("What is it?") + plain.continuation("The end.")
+
+    def pieces(tok: object) -> list[str]:
+        return [tok.decode([i]) for i in tok(seq, add_special_tokens=False)["input_ids"]]  # type: ignore[attr-defined]
+
+    got = pieces(build_tokenizer(texts, vocab_size=vocab))
+    assert got[:3] == ["Question", ":", " What"]
+    assert got[got.index("\n"):][:4] == ["\n", "Answer", ":", " The"]
+    # the bare strings (questions and answers alone): the template in pieces, the spaces alone
+    bare = [t.strip() for t in texts if not t.startswith("Question:")] + [it.question for it in data.full]
+    old = pieces(build_tokenizer(bare, vocab_size=vocab))
+    assert len(old) >= len(got) + 6 and " What" not in old and " The" not in old

@@ -502,7 +502,7 @@ def _optimizer(module: Any, name: str, lr: float, weight_decay: float) -> Any:
 
 
 LONG_STEP_S = 120.0  # a training step predicted to take longer gets the one-line warning
-WARN_AFTER_STEPS = 3
+WARN_AFTER_STEPS = 3  # steps after the first whose pace predicts the rest (Progress.eta_after_first)
 
 
 def _skip_hint(desc: str, device: Any) -> str:
@@ -897,9 +897,9 @@ def train(
                 for k, v in step_terms.items():
                     log.terms.setdefault(k, []).append(v)
                 bar.update(1, epoch=f"{epoch + 1}/{len(plan)}", loss=round(step_loss, 4))
-                if not warned and (len(log.losses) >= WARN_AFTER_STEPS or bar.elapsed() > 5):
+                if not warned and bar.done >= 2 and (bar.done > WARN_AFTER_STEPS or bar.elapsed() > 5):
                     warned = True
-                    eta = bar.eta()
+                    eta = bar.eta_after_first()
                     if eta is not None and eta > LONG_STEP_S:
                         bar.note(expected_line(f"{desc} ({total} steps)", bar.elapsed() + eta,
                                                _skip_hint(desc, device)))

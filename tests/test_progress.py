@@ -53,6 +53,28 @@ def test_lines_with_counts_fields_and_eta(monkeypatch):
     assert lines == ["train: 2/10 steps (20%) loss 1.25 ETA 20s", "train: done 10 steps loss 1.25 in 15s"]
 
 
+def test_the_expected_time_leaves_the_first_steps_one_off_cost_out():
+    """A first step of 10 s (allocations, a one-off check) then 1 s a step: after 4 of 100
+    the pace since the first predicts 96 s more; the pace so far would say 312 s."""
+    clock = Clock()
+    p = Progress("train", 100, stream=io.StringIO(), enabled=False, clock=clock)
+    assert p.eta_after_first() is None
+    clock.t += 10
+    p.update(1)
+    assert p.eta_after_first() is None  # one step: no pace after it yet
+    for _ in range(3):
+        clock.t += 1
+        p.update(1)
+    assert p.eta_after_first() == 96.0
+    assert p.eta() == 13 * 96 / 4  # the plain pace, first step included
+    q = Progress("batched", 100, stream=io.StringIO(), enabled=False, clock=clock)
+    clock.t += 10
+    q.update(10)  # the first update counts 10 units: the pace is over the 20 after them
+    clock.t += 4
+    q.update(20)
+    assert q.eta_after_first() == 4 / 20 * 70
+
+
 def test_short_step_is_silent_and_off_silences(monkeypatch):
     out, clock = io.StringIO(), Clock()
     p = Progress("quick", 3, stream=out, every_s=0, min_s=2, clock=clock)

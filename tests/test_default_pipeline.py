@@ -1,5 +1,5 @@
 """The README's first command, end to end: the tiny model prepared on the synthetic task,
-unlearned with NPO+GD (slow: ~2-3 minutes on 2 CPU cores, most of it preparing)."""
+unlearned with NPO+GD (slow: about 50 s on 2 CPU cores, most of it preparing)."""
 
 from __future__ import annotations
 

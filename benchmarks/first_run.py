@@ -29,8 +29,10 @@ prepared is reused; unlearning and evaluation are done again). Each run's phases
 * ``other`` — the rest of the total (aggregates, report and plot, writing files);
 * ``total`` — wall time of the whole process (``time.perf_counter`` around it).
 
-Phases that a warm run skips read 0. All figures are wall-clock seconds on the machine it
-runs on; the torch threads are the library's defaults.
+Phases that a warm run skips read 0; a warm run's ``unlearn`` includes that process's first
+import of torch and transformers (5 to 8 s), which a cold run pays in its first phases.
+All figures are wall-clock seconds on the machine it runs on; the torch threads are the
+library's defaults.
 
 ``--isa avx2`` runs both on AVX2 code paths only (:data:`AVX2_ENV`: torch's kernels, MKL and
 oneDNN told not to use AVX-512 or AMX), an estimate of an AVX2-only CPU on a newer one:

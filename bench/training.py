@@ -897,9 +897,10 @@ def train(
                 for k, v in step_terms.items():
                     log.terms.setdefault(k, []).append(v)
                 bar.update(1, epoch=f"{epoch + 1}/{len(plan)}", loss=round(step_loss, 4))
-                if not warned and bar.done >= 2 and (bar.done > WARN_AFTER_STEPS or bar.elapsed() > 5):
+                paced = bar.done >= 2 and (bar.done > WARN_AFTER_STEPS or bar.elapsed() > 5)
+                if not warned and (paced or bar.elapsed() > LONG_STEP_S):  # a first step that long: say so now
                     warned = True
-                    eta = bar.eta_after_first()
+                    eta = bar.eta_after_first() if bar.done >= 2 else bar.eta()
                     if eta is not None and eta > LONG_STEP_S:
                         bar.note(expected_line(f"{desc} ({total} steps)", bar.elapsed() + eta,
                                                _skip_hint(desc, device)))

@@ -115,6 +115,22 @@ def test_training_prints_step_epoch_loss_eta_and_the_long_step_warning(tiny_bund
     assert "epoch 3/3" in steps[-1] and " loss " in steps[-1] and " ETA " in steps[-1]
     (warn,) = [ln for ln in lines if "expected to take about" in ln]
     assert "--as-is" in warn and "prepared model" in warn and "(6 steps)" in warn
+    # every step is "long": the first one alone says so, right after it
+    assert lines[lines.index(warn) - 1].startswith("prepare full model (tiny, 4 QA): 1/6 steps")
+
+
+def test_the_long_step_line_reads_the_pace_after_the_first_step(tiny_bundle, monkeypatch, capsys):
+    monkeypatch.setenv("BENCH_PROGRESS", "lines")
+    monkeypatch.setenv("BENCH_PROGRESS_EVERY", "0")
+    monkeypatch.setattr(training, "LONG_STEP_S", 1e6)  # no step here is that long...
+    monkeypatch.setattr(Progress, "eta_after_first", lambda self: 2e6)  # ...but the pace after the first says so
+    training.finetune(_fresh(tiny_bundle), ITEMS, epochs=3, lr=1e-3, batch_size=2,
+                      desc="prepare full model (tiny, 4 QA)")
+    lines = capsys.readouterr().out.splitlines()
+    (warn,) = [ln for ln in lines if "expected to take about" in ln]
+    assert "expected to take about 555h" in warn  # 2e6 s left (+ the seconds so far)
+    # after the first step and WARN_AFTER_STEPS more
+    assert lines[lines.index(warn) - 1].startswith("prepare full model (tiny, 4 QA): 4/6 steps")
 
 
 def test_small_model_trains_on_one_thread_and_restores(tiny_bundle, monkeypatch):

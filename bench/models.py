@@ -286,6 +286,9 @@ def _build_tiny(out: Path, data: TaskData | None) -> None:
         raise BenchError("the 'tiny' model is built per task: give --task")
     data = unlimited(data)  # the same model with and without --limit (see tiny_key)
     shape = dict(TINY_SHAPE)
+    # said before torch and transformers are imported: the first seconds of a first run
+    print(f"tiny: building the task's model ({shape['layers']} layers of {shape['hidden']}, "
+          f"a {shape['vocab_size']}-token BPE trained on its texts; torch and transformers load first)", flush=True)
     tok = build_tokenizer(_task_texts(data), vocab_size=shape["vocab_size"])
     model = build_model(tok, hidden=shape["hidden"], layers=shape["layers"], heads=shape["heads"],
                         seed=shape["seed"])

@@ -10,7 +10,8 @@ tiny model is built and pretrained, the target and retain-only models are fine-t
 evaluated) and once more with that cache kept and a new ``--out`` (warm: everything
 prepared is reused; unlearning and evaluation are done again). Each run's phases:
 
-* ``start-up`` — process start to its first output line (imports, task generation);
+* ``start-up`` — process start to the ``tiny: built`` line, else to its first output line
+  (imports, task generation, the tiny model's tokenizer and weights);
 * ``tiny build + pretrain`` — the ``tiny: built`` line to the first ``prepare:`` line;
 * ``prepare (both models)`` — wall time from the first ``prepare:`` line to the end of
   prepare: prepare's line that the worker evaluates the target meanwhile, or (without
@@ -83,8 +84,8 @@ def phases(total: float, lines: list[tuple[float, str]], out: Path, started: flo
     ``time.time()`` at start (files older than that were reused, not made by it)."""
     ph = dict.fromkeys(PHASES + DETAIL, 0.0)
     ph["total"] = total
-    ph["start-up"] = lines[0][0] if lines else total
     built, prep = _first(lines, "tiny: built"), _first(lines, "prepare:")
+    ph["start-up"] = built if built is not None else lines[0][0] if lines else total
     if built is not None and prep is not None:
         ph["tiny build + pretrain"] = prep - built
     (run_dir,) = [d for d in out.iterdir() if d.is_dir()]

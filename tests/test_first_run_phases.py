@@ -44,7 +44,8 @@ def _cold_run_files(tmp_path: Path) -> Path:
 def test_cold_run_phases(first_run, tmp_path):
     started = time.time() - 1
     out = _cold_run_files(tmp_path)
-    lines = [(6.0, "tiny: built a 0.29M-parameter model"),
+    lines = [(1.0, "tiny: building the task's model (2 layers of 80, ...)"),
+             (6.0, "tiny: built a 0.29M-parameter model"),
              (10.0, "prepare: fine-tuning the full model from tiny on 864 items"),
              (10.0, "prepare: the full model trains in a worker process beside the retain90 model"),
              (36.0, "evaluate: 2016 requests over 4 sets (224 generate, 1792 loglikelihood)"),
